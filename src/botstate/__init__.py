@@ -1,0 +1,54 @@
+"""botstate: a chat bot's state, kept safe across restarts, crashes and redeploys.
+
+botstate implements python-telegram-bot's persistence contract (:class:`BasePersistence`,
+:class:`PersistenceInput`) once over swappable stores and codecs:
+
+* :class:`SQLitePersistence`: the recommended default, one row per record;
+* :class:`PicklePersistence`: python-telegram-bot's pickle file layout, written atomically;
+* :class:`MemoryPersistence`: in memory, for tests.
+
+The library imports nothing beyond the standard library; python-telegram-bot and the database
+drivers are optional extras, imported only by the modules that need them.
+"""
+
+from __future__ import annotations
+
+from botstate.base import BasePersistence, CallbackData, PersistenceInput
+from botstate.codecs import Codec, PickleCodec
+from botstate.errors import (
+    BotStateError,
+    ConflictError,
+    CorruptDataError,
+    EncodingError,
+    FormatVersionError,
+    StoreLockedError,
+    UnsafeDataError,
+    WriteError,
+)
+from botstate.persistence import Persistence
+from botstate.stores.files import PicklePersistence
+from botstate.stores.memory import MemoryPersistence
+from botstate.stores.sqlite import SQLitePersistence
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BasePersistence",
+    "BotStateError",
+    "CallbackData",
+    "Codec",
+    "ConflictError",
+    "CorruptDataError",
+    "EncodingError",
+    "FormatVersionError",
+    "MemoryPersistence",
+    "Persistence",
+    "PersistenceInput",
+    "PickleCodec",
+    "PicklePersistence",
+    "SQLitePersistence",
+    "StoreLockedError",
+    "UnsafeDataError",
+    "WriteError",
+    "__version__",
+]

@@ -1,0 +1,87 @@
+"""Crash-safe file replacement.
+
+A file is replaced by writing a temporary file in the same folder, flushing it to disk,
+renaming it over the old one and flushing the folder: a reader (or a restart after a crash)
+sees the old file or the new one, never a mixture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+from botstate.errors import WriteError
+
+__all__ = ["TEMP_MARK", "remove_stale_temporaries", "replace_file"]
+
+_log = logging.getLogger(__name__)
+
+#: Temporary files are named ``<file name><TEMP_MARK><random>``.
+TEMP_MARK = ".botstate-tmp-"
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Atomically and durably replace *path* with *data*.
+
+    A new file is readable and writable by its owner only; a replaced file keeps its mode.
+
+    Raises:
+        WriteError: When any step fails; *path* then still holds its previous content.
+    """
+    folder = path.parent
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        mode = 0o600
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {exc}") from exc
+
+    try:
+        descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=path.name + TEMP_MARK)
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {exc}") from exc
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            os.fchmod(file.fileno(), mode)
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise WriteError(f"cannot write {path}: {exc}; its previous content is kept") from exc
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX needs the folder flushed too)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # Not possible on this platform (Windows); the rename is still atomic.
+    try:
+        os.fsync(descriptor)
+    except OSError as exc:
+        _log.debug("fsync of folder %s failed: %s", folder, exc)
+    finally:
+        os.close(descriptor)
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete temporary files a killed process left beside *path*."""
+    try:
+        leftovers = list(path.parent.glob(path.name + TEMP_MARK + "*"))
+    except OSError:
+        return
+    for leftover in leftovers:
+        try:
+            leftover.unlink()
+        except OSError as exc:
+            _log.warning("cannot remove leftover temporary file %s: %s", leftover, exc)
+        else:
+            _log.warning("removed %s, left by an interrupted write", leftover)

@@ -1,0 +1,1 @@
+"""Stores own durability; see :mod:`botstate.stores.base`."""

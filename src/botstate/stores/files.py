@@ -1,0 +1,300 @@
+"""Snapshot file stores: the whole state as one encoded file, or one file per kind.
+
+The layout is python-telegram-bot's: one file holding a dict of the five kinds
+(``user_data``, ``chat_data``, ``bot_data``, ``callback_data``, ``conversations``), or, with
+``single_file=False``, the files ``<path>_user_data``, ``<path>_chat_data``, ... each holding one
+kind. Every write replaces the file atomically (:mod:`botstate._atomic`), so a crash leaves the
+old file or the new one. A file that exists but cannot be read is an error, never "no data".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from botstate._atomic import remove_stale_temporaries, replace_file
+from botstate.base import BD, CD, UD, PersistenceInput
+from botstate.codecs import Codec, PickleCodec
+from botstate.errors import CorruptDataError, EncodingError
+from botstate.kinds import KEYED_KINDS, KINDS, Kind, RecordKey
+from botstate.persistence import Persistence
+from botstate.stores.base import Change, Loaded, Store, copy_value
+
+__all__ = ["PicklePersistence", "SnapshotFileStore"]
+
+_log = logging.getLogger(__name__)
+
+# A kind with nothing stored: bot_data and callback_data are absent rather than empty.
+_ABSENT = object()
+
+
+class SnapshotFileStore(Store):
+    """A store that keeps the whole state in memory and writes it as one or five files.
+
+    Args:
+        path: The file, or with ``single_file=False`` the prefix of the five files.
+        codec: Encodes the whole image (or one kind per file).
+        single_file: One file (default) or one file per kind. May be changed at any time;
+            the next write then writes every kind in the new layout.
+    """
+
+    def __init__(self, path: str | Path, codec: Codec, single_file: bool = True) -> None:
+        super().__init__(codec)
+        self.path = Path(path)
+        self.single_file = single_file
+        # The state as last read or written, in python-telegram-bot's layout, by kind.
+        self._image: dict[Kind, Any] = {}
+        # The layout the image was read from or last written in; None before any read.
+        self._layout: bool | None = None
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def file_of(self, kind: Kind, single_file: bool | None = None) -> Path:
+        """Return the file holding *kind* in the given (default: current) layout."""
+        single = self.single_file if single_file is None else single_file
+        return self.path if single else Path(f"{self.path}_{kind}")
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def load(self, kind: Kind, bot: Any, handler: str | None = None) -> list[Loaded]:
+        self._ensure_read([kind], bot)
+        section = self._image[kind]
+        if kind in KEYED_KINDS:
+            return [Loaded(key, copy_value(value, bot)) for key, value in section.items()]
+        if kind == "conversations":
+            names = section if handler is None else [handler] if handler in section else []
+            return [
+                Loaded((name, key), copy_value(state, bot))
+                for name in names
+                for key, state in section[name].items()
+            ]
+        if section is _ABSENT or (kind == "callback_data" and section is None):
+            return []
+        return [Loaded(None, copy_value(section, bot))]
+
+    def stored_data(self, kind: Kind, key: RecordKey, bot: Any) -> bytes | None:
+        value = self._current(kind, key)
+        if value is _ABSENT:
+            return None
+        try:
+            return self.codec.encode(value, bot=bot)
+        except EncodingError:
+            return None
+
+    def _current(self, kind: Kind, key: RecordKey) -> Any:
+        section = self._image.get(kind, _ABSENT)
+        if section is _ABSENT:
+            return _ABSENT
+        if kind in KEYED_KINDS:
+            return section.get(key, _ABSENT)
+        if kind == "conversations":
+            assert isinstance(key, tuple)
+            return section.get(key[0], {}).get(key[1], _ABSENT)
+        return section
+
+    def _ensure_read(self, kinds: Iterable[Kind], bot: Any) -> None:
+        """Read the sections of *kinds* that are not in memory yet."""
+        missing = [kind for kind in kinds if kind not in self._image]
+        if not missing:
+            return
+        layout = self.single_file if self._layout is None else self._layout
+        if layout:
+            self._image.update(self._read_single(bot))
+        else:
+            for kind in missing:
+                self._image[kind] = self._read_section(kind, bot)
+        self._layout = layout
+
+    def _read_single(self, bot: Any) -> dict[Kind, Any]:
+        content = self._read_file(self.path, bot)
+        if content is _ABSENT:
+            return {kind: _empty(kind) for kind in KINDS}
+        if not isinstance(content, dict) or not any(kind in content for kind in KINDS):
+            raise self._corrupt(
+                self.path,
+                f"holds a {type(content).__name__}, not persistence data "
+                f"(a dict with {', '.join(KINDS)})",
+            )
+        image = {}
+        for kind in KINDS:
+            # Files written by older releases lack bot_data or callback_data: they load empty.
+            section = content.get(kind, _empty(kind))
+            image[kind] = self._checked(self.path, kind, section)
+        return image
+
+    def _read_section(self, kind: Kind, bot: Any) -> Any:
+        path = self.file_of(kind, single_file=False)
+        content = self._read_file(path, bot)
+        if content is _ABSENT:
+            return _empty(kind)
+        return self._checked(path, kind, content)
+
+    def _read_file(self, path: Path, bot: Any) -> Any:
+        remove_stale_temporaries(path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return _ABSENT
+        except OSError as exc:
+            raise self._corrupt(path, f"cannot be read: {exc.strerror or exc}") from exc
+        try:
+            content = self.codec.decode(data, bot=bot)
+        except CorruptDataError as exc:
+            raise self._corrupt(path, f"cannot be decoded as {self.codec.name}: {exc}") from exc
+        _log.debug("read %s (%d bytes)", path, len(data))
+        return content
+
+    def _checked(self, path: Path, kind: Kind, section: Any) -> Any:
+        if kind in KEYED_KINDS and not isinstance(section, dict):
+            raise self._corrupt(path, f"{kind} is a {type(section).__name__}, not a dict", kind)
+        if kind == "conversations" and not (
+            isinstance(section, dict) and all(isinstance(v, dict) for v in section.values())
+        ):
+            raise self._corrupt(path, "conversations is not a dict of dicts", kind)
+        if kind == "callback_data" and not (
+            section is None or (isinstance(section, (tuple, list)) and len(section) == 2)
+        ):
+            raise self._corrupt(path, "callback_data is not a (keyboards, queries) pair", kind)
+        return section
+
+    def _corrupt(self, path: Path, problem: str, kind: Kind | None = None) -> CorruptDataError:
+        return CorruptDataError(
+            f"{path} {problem}; botstate leaves the file as it is and writes nothing over it",
+            location=str(path),
+            kind=kind,
+        )
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def write(self, changes: Sequence[Change], bot: Any) -> None:
+        changed = {change.kind for change in changes}
+        layout_changed = self._layout is not None and self._layout != self.single_file
+        to_write: Iterable[Kind] = KINDS if self.single_file or layout_changed else changed
+        to_write = [kind for kind in KINDS if kind in set(to_write)]
+        self._ensure_read(to_write, bot)
+
+        # Apply the changes to a copy of the changed sections; the image moves on only once
+        # the files are written.
+        image = dict(self._image)
+        for kind in changed:
+            section = image[kind]
+            image[kind] = dict(section) if isinstance(section, dict) else section
+        for change in changes:
+            _apply(image, change, self._private_copy(change, bot))
+
+        if self.single_file:
+            content = {kind: image[kind] for kind in KINDS if image[kind] is not _ABSENT}
+            content.setdefault("callback_data", None)
+            replace_file(self.path, self._encode(content, bot))
+        else:
+            for kind in to_write:
+                section = image[kind]
+                replace_file(
+                    self.file_of(kind),
+                    self._encode(None if section is _ABSENT else section, bot),
+                )
+        self._image = image
+        self._layout = self.single_file
+
+    def _private_copy(self, change: Change, bot: Any) -> Any:
+        """The value to keep in the image: decoded from what was encoded, so later edits of the
+        caller's object cannot reach the file."""
+        if change.data is None:
+            return None
+        return self.codec.decode(change.data, bot=bot)
+
+    def _encode(self, content: object, bot: Any) -> bytes:
+        try:
+            return self.codec.encode(content, bot=bot)
+        except EncodingError as exc:
+            raise EncodingError(f"{self.path}: cannot encode the state: {exc}") from exc
+
+
+def _empty(kind: Kind) -> Any:
+    if kind in KEYED_KINDS or kind == "conversations":
+        return {}
+    return _ABSENT if kind == "bot_data" else None
+
+
+def _apply(image: dict[Kind, Any], change: Change, value: Any) -> None:
+    kind, key = change.kind, change.key
+    if kind in KEYED_KINDS:
+        if change.data is None:
+            image[kind].pop(key, None)
+        else:
+            image[kind][key] = value
+    elif kind == "conversations":
+        assert isinstance(key, tuple)
+        name, conversation_key = key
+        states = dict(image[kind].get(name, {}))
+        if change.data is None:
+            states.pop(conversation_key, None)
+        else:
+            states[conversation_key] = value
+        image[kind][name] = states
+    elif change.data is None:
+        image[kind] = _empty(kind)
+    else:
+        image[kind] = value
+
+
+class PicklePersistence(Persistence[UD, CD, BD]):
+    """Persistence in pickle files laid out as python-telegram-bot's ``PicklePersistence``.
+
+    A bot switches by changing its import: files written by python-telegram-bot load here, and
+    python-telegram-bot loads the plain-data files written here. Unlike python-telegram-bot's
+    class, every write replaces the file atomically (a crash never leaves it half written), the
+    changes of one cycle are one write rather than one per id, file work runs off the event
+    loop, and a file that cannot be read is an error rather than a fresh start over it.
+
+    Loading a pickle can run code: only load files your bot wrote.
+
+    Args:
+        filepath: The pickle file, or with ``single_file=False`` the prefix of the five files
+            ``<filepath>_user_data``, ``_chat_data``, ``_bot_data``, ``_callback_data`` and
+            ``_conversations``.
+        store_data: Which kinds to store. Defaults to all of them.
+        single_file: One file (default) or one per kind.
+        on_flush: When True, nothing is written until :meth:`flush`. Defaults to False.
+        update_interval: Seconds between two persistence updates of the application.
+        context_types: python-telegram-bot's ``ContextTypes``, for the ``bot_data`` factory.
+
+    Attributes:
+        filepath: The file path, a :class:`pathlib.Path`.
+        single_file: As given; changing it takes effect with the next write.
+        on_flush: As given; changing it takes effect with the next update.
+    """
+
+    def __init__(
+        self,
+        filepath: str | Path,
+        store_data: PersistenceInput | None = None,
+        single_file: bool = True,
+        on_flush: bool = False,
+        update_interval: float = 60,
+        context_types: Any = None,
+    ) -> None:
+        self._files = SnapshotFileStore(filepath, PickleCodec(), single_file)
+        super().__init__(
+            self._files,
+            store_data=store_data,
+            update_interval=update_interval,
+            context_types=context_types,
+            on_flush=on_flush,
+        )
+
+    @property
+    def filepath(self) -> Path:
+        return self._files.path
+
+    @property
+    def single_file(self) -> bool:
+        return self._files.single_file
+
+    @single_file.setter
+    def single_file(self, value: bool) -> None:
+        self._files.single_file = value

@@ -1,0 +1,280 @@
+"""PicklePersistence's files: layout, atomic writes, modes, and what happens on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from botstate import CorruptDataError, PicklePersistence, WriteError
+from botstate._atomic import TEMP_MARK
+
+GOOD = {
+    "user_data": {1: {"a": 1}},
+    "chat_data": {},
+    "bot_data": {},
+    "callback_data": None,
+    "conversations": {},
+}
+
+
+def good_file(path: Path) -> bytes:
+    data = pickle.dumps(GOOD)
+    path.write_bytes(data)
+    return data
+
+
+async def test_one_file_holds_the_five_kinds_in_python_telegram_bots_layout(
+    tmp_path: Path,
+) -> None:
+    persistence = PicklePersistence(tmp_path / "bot.pickle")
+    await persistence.update_user_data(1, {"u": 1})
+    await persistence.update_conversation("c", (1,), "S")
+    content = pickle.loads((tmp_path / "bot.pickle").read_bytes())
+    assert content == {
+        "user_data": {1: {"u": 1}},
+        "chat_data": {},
+        "callback_data": None,
+        "conversations": {"c": {(1,): "S"}},
+    }
+    assert persistence.filepath == tmp_path / "bot.pickle"
+
+
+async def test_multi_file_layout_writes_one_file_per_kind(tmp_path: Path) -> None:
+    persistence = PicklePersistence(tmp_path / "bot", single_file=False)
+    await persistence.update_user_data(1, {"u": 1})
+    await persistence.update_bot_data({"b": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bot_bot_data", "bot_user_data"]
+    assert pickle.loads((tmp_path / "bot_user_data").read_bytes()) == {1: {"u": 1}}
+    assert pickle.loads((tmp_path / "bot_bot_data").read_bytes()) == {"b": 1}
+
+
+async def test_changing_single_file_after_construction_moves_everything(tmp_path: Path) -> None:
+    persistence = PicklePersistence(tmp_path / "bot")
+    await persistence.update_user_data(1, {"u": 1})
+    await persistence.update_chat_data(2, {"c": 2})
+    persistence.single_file = False
+    await persistence.update_bot_data({"b": 3})
+
+    multi = PicklePersistence(tmp_path / "bot", single_file=False)
+    assert await multi.get_user_data() == {1: {"u": 1}}
+    assert await multi.get_chat_data() == {2: {"c": 2}}
+    assert await multi.get_bot_data() == {"b": 3}
+
+    multi.single_file = True
+    await multi.update_user_data(4, {"u": 4})
+    single = PicklePersistence(tmp_path / "bot")
+    assert await single.get_user_data() == {1: {"u": 1}, 4: {"u": 4}}
+    assert await single.get_chat_data() == {2: {"c": 2}}
+
+
+async def test_new_files_are_private_and_replaced_files_keep_their_mode(tmp_path: Path) -> None:
+    persistence = PicklePersistence(tmp_path / "bot.pickle")
+    await persistence.update_user_data(1, {"u": 1})
+    assert stat.S_IMODE((tmp_path / "bot.pickle").stat().st_mode) == 0o600
+
+    (tmp_path / "bot.pickle").chmod(0o640)
+    await persistence.update_user_data(1, {"u": 2})
+    assert stat.S_IMODE((tmp_path / "bot.pickle").stat().st_mode) == 0o640
+
+
+async def test_writes_leave_no_temporary_files(tmp_path: Path) -> None:
+    persistence = PicklePersistence(tmp_path / "bot.pickle")
+    for n in range(5):
+        await persistence.update_user_data(n, {"n": n})
+    assert [p.name for p in tmp_path.iterdir()] == ["bot.pickle"]
+
+
+async def test_a_temporary_file_left_by_a_killed_process_is_removed_on_load(
+    tmp_path: Path,
+) -> None:
+    good_file(tmp_path / "bot.pickle")
+    leftover = tmp_path / f"bot.pickle{TEMP_MARK}abc123"
+    leftover.write_bytes(b"half a pick")
+    assert await PicklePersistence(tmp_path / "bot.pickle").get_user_data() == {1: {"a": 1}}
+    assert not leftover.exists()
+
+
+async def test_a_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
+    folder = tmp_path / "state"
+    folder.mkdir()
+    persistence = PicklePersistence(folder / "bot.pickle")
+    await persistence.update_user_data(1, {"v": 1})
+    before = (folder / "bot.pickle").read_bytes()
+
+    # A folder in place of the file makes the final rename fail.
+    (folder / "bot.pickle").unlink()
+    (folder / "bot.pickle").mkdir()
+    with pytest.raises(WriteError, match=r"bot\.pickle"):
+        await persistence.update_user_data(1, {"v": 2})
+    (folder / "bot.pickle").rmdir()
+    (folder / "bot.pickle").write_bytes(before)
+    assert not list(folder.glob(f"*{TEMP_MARK}*"))
+
+    # The failed record is written with the next successful batch.
+    await persistence.update_user_data(2, {"v": 1})
+    assert await PicklePersistence(folder / "bot.pickle").get_user_data() == {
+        1: {"v": 2},
+        2: {"v": 1},
+    }
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+def truncated(path: Path) -> None:
+    path.write_bytes(pickle.dumps(GOOD)[:-7])
+
+
+def garbage(path: Path) -> None:
+    path.write_bytes(os.urandom(64) + b"\x00\xff not a pickle")
+
+
+def empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def folder(path: Path) -> None:
+    path.mkdir()
+    (path / "inside.txt").write_text("kept")
+
+
+def json_file(path: Path) -> None:
+    path.write_text(json.dumps({"user_data": {"1": {"a": 1}}}))
+
+
+def sqlite_file(path: Path) -> None:
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE t (x)")
+    connection.commit()
+    connection.close()
+
+
+def another_pickle(path: Path) -> None:
+    path.write_bytes(pickle.dumps(["a", "list", "of", "things"]))
+
+
+def wrong_section(path: Path) -> None:
+    path.write_bytes(pickle.dumps({"user_data": ["not", "a", "dict"], "chat_data": {}}))
+
+
+def snapshot(path: Path) -> object:
+    if path.is_dir():
+        return sorted((p.name, p.read_bytes()) for p in path.iterdir())
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (truncated, "cannot be decoded"),
+        (garbage, "cannot be decoded"),
+        (empty, "cannot be decoded"),
+        (folder, "cannot be read"),
+        (json_file, "cannot be decoded"),
+        (sqlite_file, "cannot be decoded"),
+        (another_pickle, "holds a list, not persistence data"),
+        (wrong_section, "user_data is a list"),
+    ],
+)
+@pytest.mark.parametrize("single_file", [True, False])
+async def test_unreadable_files_raise_and_are_left_untouched(
+    tmp_path: Path, damage: object, problem: str, single_file: bool
+) -> None:
+    path = tmp_path / ("bot.pickle" if single_file else "bot_user_data")
+    if not single_file and damage in (another_pickle, wrong_section):
+        # A file of one kind holds that kind alone: a list where user_data belongs.
+        path.write_bytes(pickle.dumps(["not", "a", "dict"]))
+        problem = "user_data is a list"
+    else:
+        damage(path)  # type: ignore[operator]
+    before = snapshot(path)
+
+    persistence = PicklePersistence(
+        tmp_path / ("bot.pickle" if single_file else "bot"), single_file=single_file
+    )
+    with pytest.raises(CorruptDataError, match=problem) as caught:
+        await persistence.get_user_data()
+    assert str(path) in str(caught.value)
+    assert caught.value.location == str(path)
+
+    # Writing is refused too: botstate never replaces what it could not read.
+    with pytest.raises(CorruptDataError):
+        await persistence.update_user_data(1, {"new": True})
+    with pytest.raises(CorruptDataError):
+        await persistence.flush()
+    assert snapshot(path) == before
+
+
+@pytest.fixture
+def shared_folder() -> Iterator[Path]:
+    """A folder another user can enter (pytest's tmp_path is private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="botstate-perm-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def run_as_unprivileged_user(code: str) -> subprocess.CompletedProcess[str]:
+    """Run Python *code* with botstate importable, as a user whom file modes apply to.
+
+    root reads any file whatever its mode, so as root the code runs as ``nobody`` with an
+    interpreter that user may execute; the test is skipped, saying why, where there is none.
+    """
+    source = str(Path(__file__).parents[1] / "src")
+    if os.geteuid() != 0:
+        command, user = [sys.executable], None
+    else:
+        command, user = ["/usr/bin/python3"], "nobody"
+        probe = subprocess.run(
+            [*command, "-c", "import sys, botstate; assert sys.version_info >= (3, 10)"],
+            user=user,
+            env={"PYTHONPATH": source},
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
+        if probe.returncode != 0:
+            pytest.skip(
+                "running as root, and user 'nobody' cannot run /usr/bin/python3 (3.10+) "
+                f"with botstate from {source}: {probe.stderr.decode()[-200:]}"
+            )
+    return subprocess.run(
+        [*command, "-c", code],
+        user=user,
+        env={**os.environ, "PYTHONPATH": source},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+async def test_a_file_without_read_permission_raises(shared_folder: Path) -> None:
+    path = shared_folder / "bot.pickle"
+    before = good_file(path)
+    path.chmod(0o000)
+    result = run_as_unprivileged_user(
+        "import asyncio, botstate\n"
+        f"p = botstate.PicklePersistence({str(path)!r})\n"
+        "for attempt in (p.get_user_data(), p.update_user_data(1, {})):\n"
+        "    try:\n"
+        "        asyncio.run(attempt)\n"
+        "    except botstate.CorruptDataError as exc:\n"
+        "        print('CorruptDataError:', exc)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    message = f"CorruptDataError: {path} cannot be read: Permission denied"
+    assert result.stdout.count(message) == 2, result.stdout
+    path.chmod(0o600)
+    assert path.read_bytes() == before
