@@ -29,6 +29,7 @@ from botstate.persistence import Persistence
 from botstate.stores.files import PicklePersistence
 from botstate.stores.memory import MemoryPersistence
 from botstate.stores.sqlite import SQLitePersistence
+from botstate.urls import from_url
 
 __version__ = "0.1.0"
 
@@ -51,4 +52,5 @@ __all__ = [
     "UnsafeDataError",
     "WriteError",
     "__version__",
+    "from_url",
 ]

@@ -1,0 +1,148 @@
+"""Open any store from a URL: ``botstate.from_url("sqlite:///var/lib/bot/state.db")``.
+
+========================= ==============================================================
+URL                       persistence
+========================= ==============================================================
+``sqlite:///abs/bot.db``  :class:`~botstate.SQLitePersistence` on ``/abs/bot.db``
+``sqlite://bot.db``       the same, on ``bot.db`` relative to the working directory
+``pickle:///abs/bot.pkl`` :class:`~botstate.PicklePersistence`; ``?single_file=false`` for
+                          the one-file-per-kind layout
+``memory://``             :class:`~botstate.MemoryPersistence` (new and empty each time)
+a bare path               recognised by its contents (SQLite header, pickle, or the
+                          ``_user_data``... files of the one-file-per-kind layout)
+========================= ==============================================================
+
+Query parameters become keyword options (``?codec=json&synchronous=FULL``); values ``true``
+and ``false`` become booleans and numbers become numbers. Options given to :func:`from_url`
+take precedence over the query.
+
+Each scheme is one entry of :data:`SCHEMES`; a backend module registers its own.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from botstate.kinds import KINDS
+from botstate.persistence import Persistence
+
+__all__ = ["SCHEMES", "from_url", "guess_url", "mask_url"]
+
+Opener = Callable[[urllib.parse.SplitResult, dict[str, Any]], Persistence[Any, Any, Any]]
+
+#: Scheme name to the function that opens a persistence for a URL of that scheme.
+SCHEMES: dict[str, Opener] = {}
+
+
+def from_url(url: str | Path, **options: Any) -> Persistence[Any, Any, Any]:
+    """Return the persistence a URL names; see the module documentation for the forms.
+
+    Args:
+        url: A URL, or a path to an existing file recognised by its contents.
+        options: Keyword arguments for the persistence class; they override the URL's query.
+
+    Raises:
+        ValueError: For an unknown scheme or a path whose format cannot be recognised; the
+            message names the URL with its password masked.
+    """
+    text = str(url)
+    if "://" not in text:
+        text = guess_url(Path(text))
+    parts = urllib.parse.urlsplit(text)
+    opener = SCHEMES.get(parts.scheme)
+    if opener is None:
+        known = ", ".join(f"{scheme}://" for scheme in sorted(SCHEMES))
+        raise ValueError(f"unknown store URL {mask_url(text)!r}; botstate opens {known}")
+    merged = {
+        key: _option_value(values[-1])
+        for key, values in urllib.parse.parse_qs(parts.query, keep_blank_values=True).items()
+    }
+    merged.update(options)
+    return opener(parts, merged)
+
+
+def guess_url(path: Path) -> str:
+    """Return the URL of an existing store at *path*, recognised by its contents.
+
+    Raises:
+        ValueError: When nothing at *path* looks like a store botstate knows.
+    """
+    if path.is_file():
+        with path.open("rb") as file:
+            head = file.read(16)
+        if head.startswith(b"SQLite format 3\x00"):
+            return f"sqlite://{path}"
+        if head[:1] == b"\x80":
+            return f"pickle://{path}"
+        if head.lstrip()[:1] == b"{" and "json" in SCHEMES:
+            return f"json://{path}"
+        raise ValueError(
+            f"{path} is not a store botstate recognises (not SQLite, pickle or JSON); "
+            "give a URL such as sqlite:///path/bot.db"
+        )
+    if any(Path(f"{path}_{kind}").is_file() for kind in KINDS):
+        head = next(
+            Path(f"{path}_{kind}").read_bytes()[:1]
+            for kind in KINDS
+            if Path(f"{path}_{kind}").is_file()
+        )
+        scheme = "json" if head == b"{" and "json" in SCHEMES else "pickle"
+        return f"{scheme}://{path}?single_file=false"
+    raise ValueError(f"{path} does not exist; give a URL such as sqlite:///path/bot.db")
+
+
+def mask_url(url: str) -> str:
+    """Return *url* with any password replaced by ``***``."""
+    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+
+
+def url_path(parts: urllib.parse.SplitResult) -> Path:
+    """The file path of a file URL: ``scheme:///abs`` is absolute, ``scheme://rel`` relative."""
+    path = urllib.parse.unquote(parts.netloc + parts.path)
+    if not path:
+        raise ValueError(f"{parts.scheme}:// URL without a path: {mask_url(parts.geturl())!r}")
+    return Path(path)
+
+
+def _option_value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if re.fullmatch(r"-?\d+\.\d*", text):
+        return float(text)
+    return text
+
+
+def _open_sqlite(
+    parts: urllib.parse.SplitResult, options: dict[str, Any]
+) -> Persistence[Any, Any, Any]:
+    from botstate.stores.sqlite import SQLitePersistence
+
+    return SQLitePersistence(url_path(parts), **options)
+
+
+def _open_pickle(
+    parts: urllib.parse.SplitResult, options: dict[str, Any]
+) -> Persistence[Any, Any, Any]:
+    from botstate.stores.files import PicklePersistence
+
+    return PicklePersistence(url_path(parts), **options)
+
+
+def _open_memory(
+    parts: urllib.parse.SplitResult, options: dict[str, Any]
+) -> Persistence[Any, Any, Any]:
+    from botstate.stores.memory import MemoryPersistence
+
+    return MemoryPersistence(**options)
+
+
+SCHEMES.update(sqlite=_open_sqlite, pickle=_open_pickle, memory=_open_memory)
