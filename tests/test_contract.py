@@ -328,6 +328,28 @@ async def test_update_interval_is_read_only(stores: StoreFactory) -> None:
         persistence.update_interval = 10  # type: ignore[misc]
 
 
+async def test_the_store_loads_one_record_by_its_key(stores: StoreFactory) -> None:
+    persistence = stores.open()
+    await asyncio.gather(
+        persistence.update_user_data(42, {"a": 1}),
+        persistence.update_user_data(420, {"b": 2}),
+        persistence.update_bot_data({"c": 3}),
+        persistence.update_conversation("c", (4, "x"), "S"),
+    )
+    store = persistence.store
+
+    async def one(kind: str, key: object) -> object:
+        record = await persistence._call(store.load_record, kind, key, None)
+        return None if record is None else (record.key, record.value)
+
+    assert await one("user_data", 42) == (42, {"a": 1})
+    assert await one("user_data", 4) is None
+    assert await one("bot_data", None) == (None, {"c": 3})
+    assert await one("callback_data", None) is None
+    assert await one("conversations", ("c", (4, "x"))) == (("c", (4, "x")), "S")
+    assert await one("conversations", ("c", (4,))) is None
+
+
 async def test_set_bot_refuses_a_bot_without_callback_cache(stores: StoreFactory) -> None:
     persistence = stores.open()
     with pytest.raises(TypeError, match="ExtBot"):

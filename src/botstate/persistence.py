@@ -31,7 +31,7 @@ from botstate.base import BD, CD, UD, BasePersistence, CallbackData, Persistence
 from botstate.codecs.base import find_unencodable
 from botstate.errors import BotStateError, EncodingError, WriteError
 from botstate.kinds import KINDS, ConversationKey, Kind, RecordKey, check_key, describe
-from botstate.stores.base import Change, Loaded, Store, copy_value
+from botstate.stores.base import Change, Loaded, Store, copy_value, handler_of
 
 __all__ = ["Persistence"]
 
@@ -232,7 +232,7 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
 
         # Changes not yet written (on_flush=True) are part of what the application sees.
         for (pending_kind, key), update in self._pending.items():
-            if pending_kind != kind or (handler is not None and _handler_of(key) != handler):
+            if pending_kind != kind or (handler is not None and handler_of(key) != handler):
                 continue
             if update.delete:
                 result.pop(key, None)
@@ -246,7 +246,7 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
         if handler is None:
             digests.clear()
         else:
-            for key in [key for key in digests if _handler_of(key) == handler]:
+            for key in [key for key in digests if handler_of(key) == handler]:
                 del digests[key]
         result = {}
         for record in records:
@@ -406,10 +406,6 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
             self.store.open()
             self._opened = True
         return function(*args)
-
-
-def _handler_of(key: RecordKey) -> str | None:
-    return key[0] if isinstance(key, tuple) else None
 
 
 def _raise_first(results: Sequence[object]) -> None:

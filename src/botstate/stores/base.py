@@ -28,7 +28,16 @@ from botstate.codecs import Codec
 from botstate.errors import CorruptDataError
 from botstate.kinds import Kind, RecordKey, describe, key_from_text, key_to_text
 
-__all__ = ["Change", "Loaded", "OnCorrupt", "RecordStore", "Row", "Store", "copy_value"]
+__all__ = [
+    "Change",
+    "Loaded",
+    "OnCorrupt",
+    "RecordStore",
+    "Row",
+    "Store",
+    "copy_value",
+    "handler_of",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -36,6 +45,11 @@ _log = logging.getLogger(__name__)
 #: :class:`~botstate.errors.CorruptDataError` (``"raise"``, the default), or leave that record
 #: out, log a warning naming it and keep its stored bytes (``"skip"``).
 OnCorrupt = Literal["raise", "skip"]
+
+
+def handler_of(key: RecordKey) -> str | None:
+    """The handler name of a conversation record's key; None for other kinds."""
+    return key[0] if isinstance(key, tuple) else None
 
 
 def copy_value(value: object, bot: Any) -> Any:
@@ -108,6 +122,16 @@ class Store(ABC):
             CorruptDataError: When stored data cannot be read or decoded.
         """
 
+    def load_record(self, kind: Kind, key: RecordKey, bot: Any) -> Loaded | None:
+        """Return one stored record, decoded, or None when it is not stored.
+
+        The default loads the whole kind; stores that can look up one record override it.
+        """
+        for record in self.load(kind, bot, handler_of(key)):
+            if record.key == key:
+                return record
+        return None
+
     @abstractmethod
     def write(self, changes: Sequence[Change], bot: Any) -> None:
         """Durably apply *changes*, all or nothing, then return.
@@ -157,10 +181,28 @@ class RecordStore(Store):
     def write_rows(self, upserts: Sequence[Row], deletes: Sequence[tuple[Kind, str]]) -> None:
         """Durably apply *upserts* and *deletes* in one transaction."""
 
+    def row(self, kind: Kind, key: str) -> Row | None:
+        """Return the stored row of one record, or None. Stores with an index override this."""
+        for row in self.rows(kind, key):
+            if row.key == key:
+                return row
+        return None
+
     def load(self, kind: Kind, bot: Any, handler: str | None = None) -> list[Loaded]:
         prefix = "" if handler is None else key_to_text(kind, (handler, ()))[:-3]
+        return self._decoded(kind, self.rows(kind, prefix), bot)
+
+    def load_record(self, kind: Kind, key: RecordKey, bot: Any) -> Loaded | None:
+        row = self.row(kind, key_to_text(kind, key))
+        if row is None:
+            return None
+        decoded = self._decoded(kind, [row], bot)
+        return decoded[0] if decoded else None
+
+    def _decoded(self, kind: Kind, rows: Iterable[Row], bot: Any) -> list[Loaded]:
+        """Decode *rows*, applying the ``on_corrupt`` rule to those that fail."""
         loaded = []
-        for row in self.rows(kind, prefix):
+        for row in rows:
             key: RecordKey | str = row.key
             try:
                 key = key_from_text(kind, row.key)

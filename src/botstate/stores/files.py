@@ -76,6 +76,13 @@ class SnapshotFileStore(Store):
             return []
         return [Loaded(None, copy_value(section, bot))]
 
+    def load_record(self, kind: Kind, key: RecordKey, bot: Any) -> Loaded | None:
+        self._ensure_read([kind], bot)
+        value = self._current(kind, key)
+        if value is _ABSENT or (kind == "callback_data" and value is None):
+            return None
+        return Loaded(key, copy_value(value, bot))
+
     def stored_data(self, kind: Kind, key: RecordKey, bot: Any) -> bytes | None:
         value = self._current(kind, key)
         if value is _ABSENT:

@@ -36,6 +36,9 @@ class MemoryStore(RecordStore):
             if row_kind == kind and key.startswith(key_prefix)
         ]
 
+    def row(self, kind: Kind, key: str) -> Row | None:
+        return self.records.get((kind, key))
+
     def write_rows(self, upserts: Sequence[Row], deletes: Sequence[tuple[Kind, str]]) -> None:
         for kind, key in deletes:
             self.records.pop((kind, key), None)

@@ -195,6 +195,19 @@ class SQLiteStore(RecordStore):
                 f"{self.path}: cannot read {kind}: {exc}", location=str(self.path), kind=kind
             ) from exc
 
+    def row(self, kind: Kind, key: str) -> Row | None:
+        connection = self._connected()
+        try:
+            found = connection.execute(
+                "SELECT value, version FROM botstate_records WHERE kind = ? AND key = ?",
+                (kind, key),
+            ).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise CorruptDataError(
+                f"{self.path}: cannot read {kind}: {exc}", location=str(self.path), kind=kind
+            ) from exc
+        return None if found is None else Row(kind, key, found[0], found[1])
+
     def write_rows(self, upserts: Sequence[Row], deletes: Sequence[tuple[Kind, str]]) -> None:
         connection = self._connected()
         now = time.time()
