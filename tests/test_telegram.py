@@ -27,7 +27,7 @@ from botstate import CorruptDataError, PicklePersistence, SQLitePersistence
 from botstate.codecs.pickle import BOT_PLACEHOLDER
 from botstate.persistence import Persistence
 from botstate.telegram import for_application
-from botstate.testing import OfflineRequest, feed
+from botstate.testing import OfflineRequest, button_update, feed, text_update
 
 USER = {"id": 2**33 + 1, "is_bot": False, "first_name": "Grace"}
 CHAT = {"id": -1001234567890, "type": "supergroup", "title": "Team"}
@@ -35,16 +35,7 @@ NEW_TOKEN = "700000001:a-new-token-after-rotation"
 
 
 def message(update_id: int, text: str) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "message_id": update_id,
-        "date": 1700000000 + update_id,
-        "chat": CHAT,
-        "from": USER,
-        "text": text,
-    }
-    if text.startswith("/"):
-        data["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text)}]
-    return {"update_id": update_id, "message": data}
+    return text_update(update_id, text, chat=CHAT, user=USER)
 
 
 def make_persistence(kind: str, folder: Path, **options: Any) -> Persistence[Any, Any, Any]:
@@ -162,16 +153,7 @@ async def test_an_application_restarted_on_the_store_gets_everything_back(
 
         # The conversation is waiting for the button of the keyboard sent before the restart,
         # and the button's Python object comes back from the stored callback data.
-        press = {
-            "update_id": 3,
-            "callback_query": {
-                "id": "q1",
-                "from": USER,
-                "chat_instance": "c",
-                "message": keyboard_message,
-                "data": button_data,
-            },
-        }
+        press = button_update(3, keyboard_message, 0, user=USER)
         await feed(second, press)
         assert second.user_data[USER["id"]]["confirmed"] == {"keep": (1, 2.5), "memo": "x"}
 

@@ -22,7 +22,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any, cast
@@ -42,34 +41,6 @@ class Step(enum.IntEnum):
     NAME = 1
     PLAN = 2
     AGE = 3
-
-
-def _message(update_id: int, text: str) -> dict[str, Any]:
-    message: dict[str, Any] = {
-        "message_id": update_id,
-        "date": int(time.time()),
-        "chat": CHAT,
-        "from": USER,
-        "text": text,
-    }
-    if text.startswith("/"):
-        message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text)}]
-    return {"update_id": update_id, "message": message}
-
-
-def _button_press(update_id: int, keyboard_message: dict[str, Any], button: int) -> dict[str, Any]:
-    rows = keyboard_message["reply_markup"]["inline_keyboard"]
-    data = [key for row in rows for key in row][button]["callback_data"]
-    return {
-        "update_id": update_id,
-        "callback_query": {
-            "id": f"demo-{update_id}",
-            "from": USER,
-            "chat_instance": "demo",
-            "message": keyboard_message,
-            "data": data,
-        },
-    }
 
 
 # -- the bot ------------------------------------------------------------------------------------
@@ -190,14 +161,14 @@ def _bot_lines(request: Any, seen: int) -> int:
 
 
 async def _phase_one(store: str, folder: Path) -> None:
-    from botstate.testing import feed
+    from botstate.testing import feed, text_update
 
     application, request = _build_application(store, folder)
     seen = 0
     async with application:
         for update_id, text in ((1, "/start"), (2, "Ada")):
             _say("user", text)
-            await feed(application, _message(update_id, text))
+            await feed(application, text_update(update_id, text, chat=CHAT, user=USER))
             # What the application's interval timer does every update_interval seconds.
             await application.update_persistence()
             seen = _bot_lines(request, seen)
@@ -208,7 +179,7 @@ async def _phase_one(store: str, folder: Path) -> None:
 
 
 async def _phase_two(store: str, folder: Path) -> None:
-    from botstate.testing import feed
+    from botstate.testing import button_update, feed, text_update
 
     application, request = _build_application(store, folder)
     keyboard_message = json.loads((folder / "transcript.json").read_text())[-1]
@@ -230,10 +201,10 @@ async def _phase_two(store: str, folder: Path) -> None:
 
         print("  The conversation goes on where it stopped:", flush=True)
         _say("user", "taps [Pro] on the keyboard sent before the kill")
-        await feed(application, _button_press(3, keyboard_message, button=1))
+        await feed(application, button_update(3, keyboard_message, 1, user=USER))
         seen = _bot_lines(request, 0)
         _say("user", "36")
-        await feed(application, _message(4, "36"))
+        await feed(application, text_update(4, "36", chat=CHAT, user=USER))
         _bot_lines(request, seen)
     # Leaving "async with" shut the application down, which stored and flushed its state.
 

@@ -34,7 +34,7 @@ from telegram import Update
 from telegram.ext import Application, ExtBot
 from telegram.request import BaseRequest, RequestData
 
-__all__ = ["BOT_USER", "OfflineRequest", "feed"]
+__all__ = ["BOT_USER", "OfflineRequest", "button_update", "feed", "text_update"]
 
 #: The user the offline Bot API reports as the bot (answer to ``getMe``).
 BOT_USER: Mapping[str, Any] = {
@@ -125,3 +125,40 @@ async def feed(
         application.bot.insert_callback_data(update)
     await application.process_update(update)
     return update
+
+
+def text_update(
+    update_id: int, text: str, *, chat: Mapping[str, Any], user: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Return the Bot API JSON of an update carrying a text message (a command if it starts
+    with ``/``) from *user* in *chat*."""
+    message: dict[str, Any] = {
+        "message_id": update_id,
+        "date": int(time.time()),
+        "chat": dict(chat),
+        "from": dict(user),
+        "text": text,
+    }
+    if text.startswith("/"):
+        command = text.split(maxsplit=1)[0]
+        message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+    return {"update_id": update_id, "message": message}
+
+
+def button_update(
+    update_id: int, keyboard_message: Mapping[str, Any], button: int, *, user: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Return the Bot API JSON of *user* tapping the *button*-th inline button (counted across
+    rows) of *keyboard_message*, a message the bot sent (see :attr:`OfflineRequest.sent`)."""
+    rows = keyboard_message["reply_markup"]["inline_keyboard"]
+    data = [key for row in rows for key in row][button]["callback_data"]
+    return {
+        "update_id": update_id,
+        "callback_query": {
+            "id": f"query-{update_id}",
+            "from": dict(user),
+            "chat_instance": str(keyboard_message["chat"]["id"]),
+            "message": dict(keyboard_message),
+            "data": data,
+        },
+    }
