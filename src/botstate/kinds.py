@@ -1,4 +1,4 @@
-"""The five kinds of data a persistence stores, and how their keys are written down.
+"""The kinds of data a persistence stores, and how their keys are written down.
 
 A record is addressed by its kind and key:
 
@@ -10,20 +10,26 @@ chat_data      the chat id, an ``int``                      ``"-1001234567890"``
 bot_data       ``None`` (one record)                        ``""``
 callback_data  ``None`` (one record)                        ``""``
 conversations  ``(handler name, conversation key tuple)``   ``'["name",[42,"x"]]'``
+fsm            :data:`FSMKey`, aiogram's storage key        ``'[7,-100,42,null,null,"default"]'``
 ============== ============================================ =========================
 
+The first five are python-telegram-bot's. ``fsm`` holds aiogram's finite-state-machine records
+(:mod:`botstate.aiogram`), one per storage key, with the key's six fields in aiogram's order:
+bot id, chat id, user id, thread id, business connection id, destiny.
+
 The text form keeps Python types: an int part of a conversation key comes back an int, a str
-part a str.
+part a str, and a missing thread or business connection id comes back None.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
 __all__ = [
     "KINDS",
     "ConversationKey",
+    "FSMKey",
     "Kind",
     "RecordKey",
     "check_key",
@@ -32,7 +38,7 @@ __all__ = [
     "key_to_text",
 ]
 
-Kind = Literal["user_data", "chat_data", "bot_data", "callback_data", "conversations"]
+Kind = Literal["user_data", "chat_data", "bot_data", "callback_data", "conversations", "fsm"]
 
 #: Every kind, in the order files and listings show them.
 KINDS: Final[tuple[Kind, ...]] = (
@@ -41,6 +47,7 @@ KINDS: Final[tuple[Kind, ...]] = (
     "bot_data",
     "callback_data",
     "conversations",
+    "fsm",
 )
 
 #: Kinds holding one record per id.
@@ -50,7 +57,19 @@ KEYED_KINDS: Final[frozenset[str]] = frozenset({"user_data", "chat_data"})
 SINGLE_KINDS: Final[frozenset[str]] = frozenset({"bot_data", "callback_data"})
 
 ConversationKey = tuple[int | str, ...]
-RecordKey = int | tuple[str, ConversationKey] | None
+#: (bot id, chat id, user id, thread id or None, business connection id or None, destiny).
+FSMKey = tuple[int, int, int, int | None, str | None, str]
+RecordKey = int | tuple[str, ConversationKey] | FSMKey | None
+
+# The type each field of an FSMKey may have, in order.
+_FSM_KEY_TYPES: Final = (
+    (int,),
+    (int,),
+    (int,),
+    (int, type(None)),
+    (str, type(None)),
+    (str,),
+)
 
 
 def check_key(kind: str, key: object) -> None:
@@ -73,6 +92,16 @@ def check_key(kind: str, key: object) -> None:
                 "conversation records are keyed by (handler name, tuple of int or str), "
                 f"got {key!r}"
             )
+    elif kind == "fsm":
+        if not (
+            isinstance(key, tuple)
+            and len(key) == len(_FSM_KEY_TYPES)
+            and all(type(part) in types for part, types in zip(key, _FSM_KEY_TYPES, strict=True))
+        ):
+            raise TypeError(
+                "fsm records are keyed by (bot id, chat id, user id, thread id or None, "
+                f"business connection id or None, destiny), got {key!r}"
+            )
     else:
         raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
 
@@ -94,9 +123,13 @@ def key_to_text(kind: str, key: RecordKey) -> str:
         return str(key)
     if kind in SINGLE_KINDS:
         return ""
-    assert isinstance(key, tuple)
-    name, parts = key
-    return json.dumps([name, list(parts)], separators=(",", ":"), ensure_ascii=False)
+    fields: list[object]
+    if kind == "fsm":
+        fields = list(cast("FSMKey", key))
+    else:
+        name, parts = cast("tuple[str, ConversationKey]", key)
+        fields = [name, list(parts)]
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
 
 
 def key_from_text(kind: str, text: str) -> RecordKey:
@@ -123,4 +156,14 @@ def key_from_text(kind: str, text: str) -> RecordKey:
         except TypeError as exc:
             raise ValueError(str(exc)) from exc
         return key
+    if kind == "fsm":
+        try:
+            fsm_key = tuple(json.loads(text))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"fsm key {text!r} is not a JSON list of six fields") from exc
+        try:
+            check_key(kind, fsm_key)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from exc
+        return cast("FSMKey", fsm_key)
     raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")

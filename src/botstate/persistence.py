@@ -170,6 +170,42 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
         if self.store_data.chat_data:
             await self._submit(_Update("chat_data", chat_id, None, delete=True))
 
+    # -- single records -------------------------------------------------------------------------
+
+    async def get_record(self, kind: Kind, key: RecordKey) -> object | None:
+        """Return a new copy of one stored record, or None when it is not stored.
+
+        For integrations that address records one at a time, such as aiogram's storage
+        (:mod:`botstate.aiogram`). It sees every earlier :meth:`update_record` and
+        :meth:`drop_record`, whether written already or kept for :meth:`flush`. A kind
+        switched off in ``store_data`` gives None.
+
+        Raises:
+            CorruptDataError: When the stored record cannot be decoded.
+        """
+        check_key(kind, key)
+        if not self._stores(kind):
+            return None
+        await self._settle()
+        pending = self._pending.get((kind, key))
+        if pending is not None:
+            return None if pending.delete else copy_value(pending.value, self.bot)
+        return await self._call(self._load_record_blocking, kind, key)
+
+    async def update_record(self, kind: Kind, key: RecordKey, value: object) -> None:
+        """Store one record of any kind, as the ``update_*`` methods do for theirs."""
+        if self._stores(kind):
+            await self._submit(_Update(kind, key, value))
+
+    async def drop_record(self, kind: Kind, key: RecordKey) -> None:
+        """Delete one record of any kind, as the ``drop_*`` methods do for theirs."""
+        if self._stores(kind):
+            await self._submit(_Update(kind, key, None, delete=True))
+
+    def _stores(self, kind: Kind) -> bool:
+        """False for a kind switched off in ``store_data``; kinds it does not name are stored."""
+        return bool(getattr(self.store_data, kind, True))
+
     # -- refreshes ------------------------------------------------------------------------------
 
     async def refresh_user_data(self, user_id: int, user_data: UD) -> None:
@@ -255,6 +291,15 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
                 digests[record.key] = _digest(record.data)
         _log.debug("%s: loaded %d %s records", self.store.location, len(result), kind)
         return result
+
+    def _load_record_blocking(self, kind: Kind, key: RecordKey) -> object | None:
+        record = self.store.load_record(kind, key, self.bot)
+        if record is None:
+            self._digests[kind].pop(key, None)
+            return None
+        if record.data is not None:
+            self._digests[kind][key] = _digest(record.data)
+        return record.value
 
     # -- writing --------------------------------------------------------------------------------
 

@@ -49,7 +49,9 @@ OnCorrupt = Literal["raise", "skip"]
 
 def handler_of(key: RecordKey) -> str | None:
     """The handler name of a conversation record's key; None for other kinds."""
-    return key[0] if isinstance(key, tuple) else None
+    if isinstance(key, tuple) and len(key) == 2:
+        return key[0]
+    return None
 
 
 def copy_value(value: object, bot: Any) -> Any:

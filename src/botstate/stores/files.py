@@ -3,7 +3,12 @@
 The layout is python-telegram-bot's: one file holding a dict of the five kinds
 (``user_data``, ``chat_data``, ``bot_data``, ``callback_data``, ``conversations``), or, with
 ``single_file=False``, the files ``<path>_user_data``, ``<path>_chat_data``, ... each holding one
-kind. Every write replaces the file atomically (:mod:`botstate._atomic`), so a crash leaves the
+kind. aiogram's records (kind ``fsm``) are one more entry of that dict, or the file
+``<path>_fsm``, present only while such records are stored: python-telegram-bot reads the entries
+and files it knows and ignores this one, and a bot that never stores it writes exactly
+python-telegram-bot's layout.
+
+Every write replaces the file atomically (:mod:`botstate._atomic`), so a crash leaves the
 old file or the new one. A file that exists but cannot be read is an error, never "no data".
 """
 
@@ -12,13 +17,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from botstate._atomic import remove_stale_temporaries, replace_file
 from botstate.base import BD, CD, UD, PersistenceInput
 from botstate.codecs import Codec, PickleCodec
 from botstate.errors import CorruptDataError, EncodingError
-from botstate.kinds import KEYED_KINDS, KINDS, Kind, RecordKey
+from botstate.kinds import KEYED_KINDS, KINDS, ConversationKey, Kind, RecordKey
 from botstate.persistence import Persistence
 from botstate.stores.base import Change, Loaded, Store, copy_value
 
@@ -29,9 +34,15 @@ _log = logging.getLogger(__name__)
 # A kind with nothing stored: bot_data and callback_data are absent rather than empty.
 _ABSENT = object()
 
+# Kinds whose section is one dict from record key to value.
+_FLAT_KINDS = KEYED_KINDS | {"fsm"}
+
+# Kinds python-telegram-bot does not know: their section is left out of the files while empty.
+_EXTRA_KINDS = frozenset({"fsm"})
+
 
 class SnapshotFileStore(Store):
-    """A store that keeps the whole state in memory and writes it as one or five files.
+    """A store that keeps the whole state in memory and writes it as one file or one per kind.
 
     Args:
         path: The file, or with ``single_file=False`` the prefix of the five files.
@@ -63,7 +74,7 @@ class SnapshotFileStore(Store):
     def load(self, kind: Kind, bot: Any, handler: str | None = None) -> list[Loaded]:
         self._ensure_read([kind], bot)
         section = self._image[kind]
-        if kind in KEYED_KINDS:
+        if kind in _FLAT_KINDS:
             return [Loaded(key, copy_value(value, bot)) for key, value in section.items()]
         if kind == "conversations":
             names = section if handler is None else [handler] if handler in section else []
@@ -96,7 +107,7 @@ class SnapshotFileStore(Store):
         section = self._image.get(kind, _ABSENT)
         if section is _ABSENT:
             return _ABSENT
-        if kind in KEYED_KINDS:
+        if kind in _FLAT_KINDS:
             return section.get(key, _ABSENT)
         if kind == "conversations":
             assert isinstance(key, tuple)
@@ -156,7 +167,7 @@ class SnapshotFileStore(Store):
         return content
 
     def _checked(self, path: Path, kind: Kind, section: Any) -> Any:
-        if kind in KEYED_KINDS and not isinstance(section, dict):
+        if kind in _FLAT_KINDS and not isinstance(section, dict):
             raise self._corrupt(path, f"{kind} is a {type(section).__name__}, not a dict", kind)
         if kind == "conversations" and not (
             isinstance(section, dict) and all(isinstance(v, dict) for v in section.values())
@@ -194,12 +205,18 @@ class SnapshotFileStore(Store):
             _apply(image, change, self._private_copy(change, bot))
 
         if self.single_file:
-            content = {kind: image[kind] for kind in KINDS if image[kind] is not _ABSENT}
+            content = {
+                kind: image[kind]
+                for kind in KINDS
+                if image[kind] is not _ABSENT and not _unused(kind, image[kind])
+            }
             content.setdefault("callback_data", None)
             replace_file(self.path, self._encode(content, bot))
         else:
             for kind in to_write:
                 section = image[kind]
+                if kind not in changed and _unused(kind, section):
+                    continue
                 replace_file(
                     self.file_of(kind),
                     self._encode(None if section is _ABSENT else section, bot),
@@ -222,21 +239,25 @@ class SnapshotFileStore(Store):
 
 
 def _empty(kind: Kind) -> Any:
-    if kind in KEYED_KINDS or kind == "conversations":
+    if kind in _FLAT_KINDS or kind == "conversations":
         return {}
     return _ABSENT if kind == "bot_data" else None
 
 
+def _unused(kind: Kind, section: Any) -> bool:
+    """True for an empty section of a kind python-telegram-bot does not know."""
+    return kind in _EXTRA_KINDS and not section
+
+
 def _apply(image: dict[Kind, Any], change: Change, value: Any) -> None:
     kind, key = change.kind, change.key
-    if kind in KEYED_KINDS:
+    if kind in _FLAT_KINDS:
         if change.data is None:
             image[kind].pop(key, None)
         else:
             image[kind][key] = value
     elif kind == "conversations":
-        assert isinstance(key, tuple)
-        name, conversation_key = key
+        name, conversation_key = cast("tuple[str, ConversationKey]", key)
         states = dict(image[kind].get(name, {}))
         if change.data is None:
             states.pop(conversation_key, None)
