@@ -20,12 +20,12 @@ from __future__ import annotations
 import copy
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from botstate.codecs import Codec
-from botstate.errors import CorruptDataError
+from botstate.errors import CorruptDataError, FormatVersionError
 from botstate.kinds import Kind, RecordKey, describe, key_from_text, key_to_text
 
 __all__ = [
@@ -225,6 +225,39 @@ class RecordStore(Store):
 
         Shared stores return a :class:`Written` keyed by ``(kind, key text)``.
         """
+
+    def check_stamp(self, meta: Mapping[str, str], format_version: int) -> None:
+        """Check the format and codec a store was stamped with when it was created.
+
+        Args:
+            meta: The stamp as stored: ``format_version`` and ``codec``.
+            format_version: The newest format this release reads.
+
+        Raises:
+            FormatVersionError: When a newer botstate wrote the store.
+            CorruptDataError: When the stamp is unreadable or names another codec.
+        """
+        try:
+            version = int(meta.get("format_version", ""))
+        except ValueError:
+            raise CorruptDataError(
+                f"{self.location}: the botstate format stamp has no valid format_version",
+                location=self.location,
+            ) from None
+        if version > format_version:
+            raise FormatVersionError(
+                f"{self.location} was written in botstate format {version}; this release reads "
+                f"format {format_version} and older. Upgrade botstate to open it.",
+                location=self.location,
+            )
+        stored_codec = meta.get("codec")
+        if stored_codec != self.codec.name:
+            raise CorruptDataError(
+                f"{self.location} holds records encoded with codec {stored_codec!r}, not "
+                f"{self.codec.name!r}; open it with codec={stored_codec!r} (or move the data "
+                "with 'botstate migrate')",
+                location=self.location,
+            )
 
     def row(self, kind: Kind, key: str) -> Row | None:
         """Return the stored row of one record, or None. Stores with an index override this."""
