@@ -6,8 +6,11 @@ afterwards. Without a server the test is skipped, except under ``CI=true``, wher
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -65,3 +68,78 @@ def remove(server: str, name: str) -> None:
     postgres_store = PostgresStore(POSTGRES_URL, table=name)
     postgres_store.destroy()
     postgres_store.close()
+
+
+class CuttingProxy:
+    """A TCP proxy on 127.0.0.1 in front of a local server that can cut a connection mid-call.
+
+    After :meth:`cut_at` the next client message containing *marker* ends its connection:
+    with ``deliver=True`` the message reaches the server and its answer is lost, else the
+    message is lost too. Connections opened afterwards pass again.
+    """
+
+    def __init__(self, port: int) -> None:
+        self._target = ("127.0.0.1", port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._cut: tuple[bytes, bool] | None = None
+        self.cuts = 0
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut_at(self, marker: bytes, *, deliver: bool) -> None:
+        self._cut = (marker, deliver)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            server = socket.create_connection(self._target)
+            with self._lock:
+                self._sockets += [client, server]
+            severed = threading.Event()
+            for source, target, upstream in ((client, server, True), (server, client, False)):
+                threading.Thread(
+                    target=self._pipe, args=(source, target, upstream, severed), daemon=True
+                ).start()
+
+    def _pipe(
+        self, source: socket.socket, target: socket.socket, upstream: bool, severed: Any
+    ) -> None:
+        try:
+            while chunk := source.recv(65536):
+                cut = self._cut if upstream else None
+                if cut is not None and cut[0] in chunk:
+                    self._cut = None
+                    self.cuts += 1
+                    severed.set()  # no answer goes back from here on
+                    if cut[1]:
+                        target.sendall(chunk)
+                        time.sleep(0.2)  # let the server act on it before the cut
+                    break
+                if severed.is_set():
+                    break
+                target.sendall(chunk)
+        except OSError:
+            pass
+        for end in (source, target):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+    def close(self) -> None:
+        self._listener.close()
+        with self._lock:
+            for end in self._sockets:
+                with contextlib.suppress(OSError):
+                    end.close()
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port: int = probe.getsockname()[1]
+    return port

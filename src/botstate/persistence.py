@@ -528,38 +528,43 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
         record = self.store.load_record(kind, key, self.bot)
         stored = 0 if record is None else record.version or 0
         forced = address in self._stale
-        if not forced and (
-            stored == self._versions[kind].get(key, 0)
-            or address in self._retry
-            or self._changed_locally(kind, key, local)
-        ):
+        if not forced and (stored == self._versions[kind].get(key, 0) or address in self._retry):
             return _CURRENT
 
+        # Another version is stored. The application keeps its object when it changed it and
+        # has not stored the change yet, and when it already holds the stored value.
+        stored_digest = None if record is None or record.data is None else _digest(record.data)
+        local_digest = self._digest_of(local)
+        unchanged = local_digest == self._last_digest(kind, key)
+        if not (forced or unchanged or local_digest == stored_digest):
+            return _CURRENT
         self._stale.discard(address)
         self._versions[kind][key] = stored
-        if record is None or record.data is None:
+        if stored_digest is None:
             self._digests[kind].pop(key, None)
         else:
-            self._digests[kind][key] = _digest(record.data)
+            self._digests[kind][key] = stored_digest
+        if local_digest == stored_digest:
+            return _CURRENT
         _log.debug("%s: %s refreshed to stored version %d", self.store.location, kind, stored)
         return record
 
-    def _changed_locally(self, kind: Kind, key: RecordKey, local: object) -> bool:
-        """Whether *local* differs from the record as this process last loaded or wrote it."""
-        known = self._digests[kind].get(key)
-        if known is None:
-            # Never seen stored: untouched while it is still the empty value.
-            if kind == "conversations":
-                return local is not None
-            local_empty = self._empty(kind)
-            try:
-                known = _digest(self.store.codec.encode(local_empty, bot=self.bot))
-            except EncodingError:
-                return True
+    def _digest_of(self, value: object) -> bytes:
+        """The digest of *value* encoded; empty (matching no digest) when it cannot be."""
         try:
-            return _digest(self.store.codec.encode(local, bot=self.bot)) != known
+            return _digest(self.store.codec.encode(value, bot=self.bot))
         except EncodingError:
-            return True
+            return b""
+
+    def _last_digest(self, kind: Kind, key: RecordKey) -> bytes:
+        """The digest of the record as this process last loaded or wrote it.
+
+        For a record it never saw stored, that of the empty value the application starts from.
+        """
+        known = self._digests[kind].get(key)
+        if known is not None:
+            return known
+        return self._digest_of(None if kind == "conversations" else self._empty(kind))
 
     def _empty(self, kind: Kind) -> object:
         """A new empty value of *kind*, from the context types' factory where it has one."""

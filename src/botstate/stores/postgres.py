@@ -217,12 +217,6 @@ class PostgresStore(ServerStore):
     @property
     def _pool(self) -> psycopg_pool.ConnectionPool[Any]:
         if self._pool_in_use is None:
-            self.open()
-        assert self._pool_in_use is not None
-        return self._pool_in_use
-
-    def open(self) -> None:
-        if self._pool_in_use is None:
             # A closed pool cannot be opened again: each opening of the store makes its own.
             self._pool_in_use = psycopg_pool.ConnectionPool(
                 self._dsn,
@@ -234,6 +228,9 @@ class PostgresStore(ServerStore):
                 kwargs={"connect_timeout": max(1, round(self.timeout))},
             )
             self._pool_in_use.open(wait=False)
+        return self._pool_in_use
+
+    def open(self) -> None:
         meta = self._retrying("connecting", self._prepare)
         self.check_stamp(meta, FORMAT_VERSION)
         _log.info(
