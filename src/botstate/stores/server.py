@@ -38,8 +38,13 @@ _log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-#: The ``ttl`` option: seconds for every kind, seconds per kind, or None for no expiry.
+#: The ``ttl`` option: seconds for users and chats, seconds per kind, or None for no expiry.
 Ttl = float | Mapping[str, float] | None
+
+#: The kinds a plain number of seconds applies to. ``bot_data`` and ``callback_data`` expire
+#: only when named: unchanged records are not written again, so a bot whose ``bot_data`` stays
+#: the same for longer than a plain ``ttl`` would lose it.
+_PER_ID_KINDS: Final[tuple[Kind, ...]] = ("user_data", "chat_data", "conversations")
 
 #: The first delay before a connection is tried again, in seconds.
 FIRST_BACKOFF: Final = 0.05
@@ -53,7 +58,7 @@ def ttl_per_kind(ttl: Ttl) -> dict[Kind, float]:
     """
     if ttl is None:
         return {}
-    given = dict.fromkeys(KINDS, ttl) if isinstance(ttl, (int, float)) else dict(ttl)
+    given = dict.fromkeys(_PER_ID_KINDS, ttl) if isinstance(ttl, (int, float)) else dict(ttl)
     result: dict[Kind, float] = {}
     for kind, seconds in given.items():
         if kind not in KINDS:
