@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -34,6 +35,7 @@ class Worker:
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
         )
         assert json.loads(self._line()) == {"ready": label}
@@ -52,10 +54,11 @@ class Worker:
         sent: list[str] = json.loads(self._line())["sent"]
         return sent
 
-    def stop(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        assert self.process.wait(30) == 0
+    def stop(self) -> str:
+        """Stop the process; return what it logged."""
+        _, log = self.process.communicate(timeout=30)  # closes stdin: the end of updates
+        assert self.process.returncode == 0, log
+        return log
 
 
 def message(update_id: int, user: int, text: str) -> dict[str, Any]:
@@ -89,13 +92,23 @@ async def stored_users(server: str, name: str) -> dict[int, Any]:
     return users
 
 
+@contextlib.contextmanager
+def two_workers(store: tuple[str, str], *, shared: bool) -> Iterator[tuple[Worker, Worker]]:
+    """Two bot processes on *store*, stopped (and so flushed) at the end."""
+    first = Worker(*store, "first", shared=shared)
+    second = Worker(*store, "second", shared=shared)
+    try:
+        yield first, second
+    finally:
+        logs = first.stop() + second.stop()
+    # Processes taking turns on the same records base each write on the stored version.
+    assert "replaced by another process" not in logs
+
+
 async def test_a_conversation_alternating_between_two_processes_completes(
     store: tuple[str, str],
 ) -> None:
-    server, name = store
-    first = Worker(server, name, "first", shared=True)
-    second = Worker(server, name, "second", shared=True)
-    try:
+    with two_workers(store, shared=True) as (first, second):
         assert first.send(message(1, CHAT_USER, "/start")) == ["What is your name?"]
         assert second.send(message(2, CHAT_USER, "Ada")) == ["How old are you?"]
         assert first.send(message(3, CHAT_USER, "36")) == ["Thanks Ada (36)"]
@@ -110,11 +123,8 @@ async def test_a_conversation_alternating_between_two_processes_completes(
             assert worker.send(message(update_id, user, "/start")) == ["What is your name?"]
             assert worker.send(message(update_id + 10, user, "x")) == ["How old are you?"]
             assert worker.send(message(update_id + 20, user, "1")) == ["Thanks x (1)"]
-    finally:
-        first.stop()
-        second.stop()
 
-    users = await stored_users(server, name)
+    users = await stored_users(*store)
     assert users[CHAT_USER] == {"started_by": "second", "name": "Grace", "age": "41"}
     assert {user: data["started_by"] for user, data in users.items() if user != CHAT_USER} == {
         100: "second",
@@ -127,14 +137,8 @@ async def test_a_conversation_alternating_between_two_processes_completes(
 async def test_without_share_state_the_other_process_does_not_know_the_conversation(
     store: tuple[str, str],
 ) -> None:
-    server, name = store
-    first = Worker(server, name, "first", shared=False)
-    second = Worker(server, name, "second", shared=False)
-    try:
+    with two_workers(store, shared=False) as (first, second):
         assert first.send(message(1, CHAT_USER, "/start")) == ["What is your name?"]
         # python-telegram-bot read the conversation states once, before the first process
         # started this one: the second process ignores the answer.
         assert second.send(message(2, CHAT_USER, "Ada")) == []
-    finally:
-        first.stop()
-        second.stop()

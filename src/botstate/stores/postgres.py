@@ -231,8 +231,12 @@ class PostgresStore(ServerStore):
         return self._pool_in_use
 
     def open(self) -> None:
-        meta = self._retrying("connecting", self._prepare)
-        self.check_stamp(meta, FORMAT_VERSION)
+        try:
+            meta = self._retrying("connecting", self._prepare)
+            self.check_stamp(meta, FORMAT_VERSION)
+        except BaseException:
+            self.close()  # an own pool would otherwise keep trying to connect
+            raise
         _log.info(
             "opened %s (format %d, codec %s)", self.location, FORMAT_VERSION, self.codec.name
         )
