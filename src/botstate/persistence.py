@@ -392,7 +392,7 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
             digest = _digest(data)
             if digest == self._known_digest(update):
                 continue
-            base = self._base_version(update.kind, update.key)
+            base = self._base_version(update.kind, update.key) if self.store.shared else None
             changes.append(Change(update.kind, update.key, update.value, data, base))
             digests[address] = digest
 
