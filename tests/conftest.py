@@ -14,8 +14,10 @@ from botstate.persistence import Persistence
 from botstate.stores.base import Change
 from botstate.stores.memory import MemoryStore
 
+from . import servers
+
 #: The stores the contract suite runs on. Later stores add their names here.
-STORE_NAMES = ["memory", "pickle", "pickle-multi", "sqlite"]
+STORE_NAMES = ["memory", "pickle", "pickle-multi", "sqlite", "redis", "postgres"]
 
 
 class StoreFactory:
@@ -32,6 +34,10 @@ class StoreFactory:
         self._memory = MemoryStore()
         self.opened: list[Persistence[Any, Any, Any]] = []
         self._counted: list[object] = []
+        self.server_name = ""
+        if name in ("redis", "postgres"):
+            servers.require(name)
+            self.server_name = servers.unique_name(name)
 
     def open(self, **options: Any) -> Persistence[Any, Any, Any]:
         """Return a new persistence on this store, as a restarted bot would create it."""
@@ -44,6 +50,8 @@ class StoreFactory:
             persistence = PicklePersistence(self.folder / "state", single_file=False, **options)
         elif self.name == "sqlite":
             persistence = SQLitePersistence(self.folder / "state.db", **options)
+        elif self.server_name:
+            persistence = servers.open_persistence(self.name, self.server_name, **options)
         else:
             raise AssertionError(f"no such store {self.name}")
         self._count_writes(persistence)
@@ -68,6 +76,8 @@ class StoreFactory:
             # A test may leave records that cannot be stored on purpose.
             with contextlib.suppress(BotStateError):
                 await persistence.close()
+        if self.server_name:
+            servers.remove(self.name, self.server_name)
 
 
 @pytest.fixture(params=STORE_NAMES)

@@ -57,3 +57,59 @@ def test_passwords_are_masked() -> None:
     assert mask_url("redis://:pw@localhost:6379/0") == "redis://:***@localhost:6379/0"
     assert mask_url("postgresql://bot:s3cr3t@db/x") == "postgresql://bot:***@db/x"
     assert mask_url("sqlite:///a/b.db") == "sqlite:///a/b.db"
+
+
+def test_server_urls_open_the_server_stores_without_connecting() -> None:
+    from botstate import PostgresPersistence, RedisPersistence
+    from botstate.stores.postgres import PostgresStore
+    from botstate.stores.redis import RedisStore
+
+    persistence = from_url(
+        "redis://127.0.0.1:6379/2?prefix=mybot&ttl=60&on_conflict=raise&health_check_interval=5"
+    )
+    assert isinstance(persistence, RedisPersistence)
+    store = persistence.store
+    assert isinstance(store, RedisStore)
+    assert (store.prefix, store.on_conflict, store.ttl["user_data"]) == ("mybot", "raise", 60)
+    settings = store._client.connection_pool.connection_kwargs
+    assert (settings["db"], settings["health_check_interval"]) == (2, 5)  # for the driver
+
+    tls = from_url("rediss://:pw@127.0.0.1:6380/0", prefix="x")
+    assert isinstance(tls.store, RedisStore)
+    assert tls.store._client.connection_pool.connection_class.__name__ == "SSLConnection"
+    assert ":pw@" not in repr(tls)
+
+    postgres = from_url(
+        "postgresql://bot:pw@127.0.0.1:5432/test?table=t1&schema=s1&sslmode=disable&retries=1"
+    )
+    assert isinstance(postgres, PostgresPersistence)
+    assert isinstance(postgres.store, PostgresStore)
+    assert (postgres.store.table, postgres.store.schema, postgres.store.retries) == (
+        "t1",
+        "s1",
+        1,
+    )
+    assert postgres.store._dsn == "postgresql://bot:pw@127.0.0.1:5432/test?sslmode=disable"
+    assert (
+        postgres.store.location == "postgresql://bot:***@127.0.0.1:5432/test?sslmode=disable#s1.t1"
+    )
+    assert ":pw@" not in repr(postgres)
+    assert isinstance(from_url("postgres://127.0.0.1/test"), PostgresPersistence)
+
+
+@pytest.mark.parametrize(
+    ("kind", "key", "group"),
+    [
+        ("user_data", "42", "42"),
+        ("chat_data", "-100123", "-100123"),
+        ("conversations", '["signup",[-100123,42]]', "-100123"),
+        ("conversations", '["a,[b",[7]]', "7"),
+        ("conversations", '["inline",["AbCd"]]', None),
+        ("conversations", '["empty",[]]', None),
+        ("bot_data", "", None),
+    ],
+)
+def test_records_of_one_id_form_one_expiry_group(kind: str, key: str, group: str | None) -> None:
+    from botstate.stores.server import group_of
+
+    assert group_of(kind, key) == group

@@ -5,13 +5,17 @@ botstate implements python-telegram-bot's persistence contract (:class:`BasePers
 
 * :class:`SQLitePersistence`: the recommended default, one row per record;
 * :class:`PicklePersistence`: python-telegram-bot's pickle file layout, written atomically;
-* :class:`MemoryPersistence`: in memory, for tests.
+* :class:`MemoryPersistence`: in memory, for tests;
+* :class:`RedisPersistence` and :class:`PostgresPersistence`: on a server that several bot
+  processes share (extras ``botstate[redis]`` and ``botstate[postgres]``).
 
 The library imports nothing beyond the standard library; python-telegram-bot and the database
 drivers are optional extras, imported only by the modules that need them.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from botstate.base import BasePersistence, CallbackData, PersistenceInput
 from botstate.codecs import Codec, PickleCodec
@@ -22,6 +26,7 @@ from botstate.errors import (
     EncodingError,
     FormatVersionError,
     StoreLockedError,
+    StoreUnavailableError,
     UnsafeDataError,
     WriteError,
 )
@@ -30,6 +35,10 @@ from botstate.stores.files import PicklePersistence
 from botstate.stores.memory import MemoryPersistence
 from botstate.stores.sqlite import SQLitePersistence
 from botstate.urls import from_url
+
+if TYPE_CHECKING:
+    from botstate.stores.postgres import PostgresPersistence
+    from botstate.stores.redis import RedisPersistence
 
 __version__ = "0.1.0"
 
@@ -47,10 +56,28 @@ __all__ = [
     "PersistenceInput",
     "PickleCodec",
     "PicklePersistence",
+    "PostgresPersistence",
+    "RedisPersistence",
     "SQLitePersistence",
     "StoreLockedError",
+    "StoreUnavailableError",
     "UnsafeDataError",
     "WriteError",
     "__version__",
     "from_url",
 ]
+
+# The server stores import their drivers, which are optional: they load on first use.
+_LAZY = {
+    "RedisPersistence": "botstate.stores.redis",
+    "PostgresPersistence": "botstate.stores.postgres",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'botstate' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

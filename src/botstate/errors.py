@@ -14,6 +14,7 @@ __all__ = [
     "EncodingError",
     "FormatVersionError",
     "StoreLockedError",
+    "StoreUnavailableError",
     "UnsafeDataError",
     "WriteError",
 ]
@@ -89,6 +90,14 @@ class WriteError(BotStateError, OSError):
 
 class StoreLockedError(BotStateError, TimeoutError):
     """Another process held the store's write lock for longer than the configured wait."""
+
+
+class StoreUnavailableError(BotStateError, ConnectionError):
+    """A database server could not be reached, or the connection to it was lost.
+
+    The message names the URL with its password masked. A batch interrupted this way was
+    committed whole or not at all; the persistence writes its records again with the next one.
+    """
 
 
 class ConflictError(BotStateError, RuntimeError):

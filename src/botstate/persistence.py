@@ -11,7 +11,11 @@
 * one record that cannot be encoded fails that call alone: the rest of the batch is written and
   the last stored version of the bad record stays;
 * records whose write failed are tried again with the next batch or flush;
-* empty kinds come back as empty containers, ``bot_data`` from the context types' factory.
+* empty kinds come back as empty containers, ``bot_data`` from the context types' factory;
+* on a store shared by several processes (:attr:`~botstate.stores.base.Store.shared`), every
+  record's stored version is remembered: ``refresh_*`` and :meth:`Persistence.refresh_conversation`
+  bring the application's objects up to the newest stored version, and a write based on a
+  replaced version is reported as a conflict.
 
 Stores (:mod:`botstate.stores`) only load and durably write; they run on one worker thread per
 persistence so that file and database calls never block the event loop.
@@ -25,13 +29,13 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Final, Generic, TypeVar, cast
 
 from botstate.base import BD, CD, UD, BasePersistence, CallbackData, PersistenceInput
 from botstate.codecs.base import find_unencodable
-from botstate.errors import BotStateError, EncodingError, WriteError
+from botstate.errors import BotStateError, ConflictError, EncodingError, WriteError
 from botstate.kinds import KINDS, ConversationKey, Kind, RecordKey, check_key, describe
-from botstate.stores.base import Change, Loaded, Store, copy_value, handler_of
+from botstate.stores.base import Change, Loaded, Store, Written, copy_value, handler_of
 
 __all__ = ["Persistence"]
 
@@ -53,6 +57,10 @@ class _Update:
     @property
     def address(self) -> _Address:
         return (self.kind, self.key)
+
+
+#: What :meth:`Persistence._fresh` returns when the application's object is current.
+_CURRENT: Final = object()
 
 
 def _digest(data: bytes) -> bytes:
@@ -100,6 +108,12 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
         # Digest of the bytes last loaded or written per record: the change detection.
         # Only the worker thread touches it.
         self._digests: dict[Kind, dict[RecordKey, bytes]] = {kind: {} for kind in KINDS}
+        # Shared stores: the stored version of each record as last loaded or written, the kinds
+        # (and conversation handlers) loaded whole, and the records whose write was refused as
+        # a conflict, which the next refresh replaces with the stored value. Worker thread only.
+        self._versions: dict[Kind, dict[RecordKey, int]] = {kind: {} for kind in KINDS}
+        self._loaded: set[tuple[Kind, str | None]] = set()
+        self._stale: set[_Address] = set()
         # Changes kept in memory with on_flush=True, last one per record.
         self._pending: dict[_Address, _Update] = {}
         # Changes whose write failed, tried again with the next batch.
@@ -125,8 +139,7 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
             loaded = await self._load("bot_data")
             if None in loaded:
                 return cast("BD", loaded[None])
-        factory: Callable[[], object] = getattr(self.context_types, "bot_data", dict)
-        return cast("BD", factory())
+        return cast("BD", self._empty("bot_data"))
 
     async def get_callback_data(self) -> CallbackData | None:
         if not self.store_data.callback_data:
@@ -209,13 +222,48 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
     # -- refreshes ------------------------------------------------------------------------------
 
     async def refresh_user_data(self, user_id: int, user_data: UD) -> None:
-        """Single-process stores hold nothing newer than the application; nothing to do."""
+        """Load a newer stored version of one user's data into *user_data*, in place.
+
+        Only shared stores can hold a version newer than this process's; for other stores this
+        does nothing. A change the application made and has not stored yet is kept.
+        """
+        if self.store_data.user_data:
+            await self._refresh_in_place("user_data", user_id, user_data)
 
     async def refresh_chat_data(self, chat_id: int, chat_data: CD) -> None:
-        """Single-process stores hold nothing newer than the application; nothing to do."""
+        """Load a newer stored version of one chat's data into *chat_data*, in place.
+
+        See :meth:`refresh_user_data`.
+        """
+        if self.store_data.chat_data:
+            await self._refresh_in_place("chat_data", chat_id, chat_data)
 
     async def refresh_bot_data(self, bot_data: BD) -> None:
-        """Single-process stores hold nothing newer than the application; nothing to do."""
+        """Load a newer stored version of ``bot_data`` into *bot_data*, in place.
+
+        See :meth:`refresh_user_data`.
+        """
+        if self.store_data.bot_data:
+            await self._refresh_in_place("bot_data", None, bot_data)
+
+    async def refresh_conversation(
+        self, name: str, key: ConversationKey, state: object | None
+    ) -> object | None:
+        """Return the current state of one conversation, given the application's *state*.
+
+        That is the stored state when another process stored a newer one (None when it ended
+        the conversation), else *state*. Only shared stores can hold a newer state; for other
+        stores this returns *state*. :mod:`botstate.telegram` calls it before each update.
+
+        Args:
+            name: The conversation handler's name.
+            key: The conversation key.
+            state: The state the application holds, None when it holds none.
+        """
+        fresh = await self._fresh("conversations", (name, key), state)
+        if fresh is _CURRENT:
+            return state
+        return None if fresh is None else cast("Loaded", fresh).value
 
     # -- flushing and closing -------------------------------------------------------------------
 
@@ -279,16 +327,21 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
     def _load_blocking(self, kind: Kind, handler: str | None) -> dict[RecordKey, object]:
         records: list[Loaded] = self.store.load(kind, self.bot, handler)
         digests = self._digests[kind]
-        if handler is None:
-            digests.clear()
-        else:
-            for key in [key for key in digests if handler_of(key) == handler]:
-                del digests[key]
+        versions = self._versions[kind]
+        for known in (digests, versions):
+            if handler is None:
+                known.clear()
+            else:
+                for key in [key for key in known if handler_of(key) == handler]:
+                    del known[key]
+        self._loaded.add((kind, handler))
         result = {}
         for record in records:
             result[record.key] = record.value
             if record.data is not None:
                 digests[record.key] = _digest(record.data)
+            if record.version is not None:
+                versions[record.key] = record.version
         _log.debug("%s: loaded %d %s records", self.store.location, len(result), kind)
         return result
 
@@ -384,20 +437,25 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
             digest = _digest(data)
             if digest == self._known_digest(update):
                 continue
-            changes.append(Change(update.kind, update.key, update.value, data))
+            base = self._base_version(update.kind, update.key) if self.store.shared else None
+            changes.append(Change(update.kind, update.key, update.value, data, base))
             digests[address] = digest
 
         if not changes:
             return errors, []
         try:
-            self.store.write(changes, self.bot)
+            result = self.store.write(changes, self.bot)
         except BotStateError as exc:
             failure: BaseException = exc
         except Exception as exc:
             failure = WriteError(f"{self.store.location}: write failed: {exc}")
             failure.__cause__ = exc
         else:
+            if result is not None:
+                errors.update(self._note_versions(result, changes))
             for (kind, key), new_digest in digests.items():
+                if (kind, key) in errors:
+                    continue
                 if new_digest is None:
                     self._digests[kind].pop(key, None)
                 else:
@@ -414,6 +472,44 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
             errors[(change.kind, change.key)] = failure
         written = {(change.kind, change.key) for change in changes}
         return errors, [latest[address] for address in written]
+
+    def _base_version(self, kind: Kind, key: RecordKey) -> int | None:
+        """The stored version a new value of the record is based on; None when not known."""
+        version = self._versions[kind].get(key)
+        if version is None and (
+            (kind, None) in self._loaded or (kind, handler_of(key)) in self._loaded
+        ):
+            return 0  # Loaded whole and not there: the record is new.
+        return version
+
+    def _note_versions(
+        self, written: Written[RecordKey], changes: Sequence[Change]
+    ) -> dict[_Address, BaseException]:
+        """Remember the versions a shared store reports; return the errors of refused writes."""
+        for (kind, key), version in written.versions.items():
+            self._versions[kind][key] = version
+        bases = {(change.kind, change.key): change.base for change in changes}
+        errors: dict[_Address, BaseException] = {}
+        for address, found in written.conflicts.items():
+            what = describe(*address)
+            if address in written.refused:
+                errors[address] = ConflictError(
+                    f"{self.store.location}: {what} was not stored: another process replaced "
+                    f"version {bases.get(address)} with version {found} since this one read it "
+                    f"(on_conflict='raise'). The next refresh of {what} loads the stored value; "
+                    "make the change again from there."
+                )
+                self._stale.add(address)
+            else:
+                _log.warning(
+                    "%s: %s was replaced by another process since this one read it (version "
+                    "%s, stored %d); this newer write replaced it in turn",
+                    self.store.location,
+                    what,
+                    bases.get(address),
+                    found,
+                )
+        return errors
 
     def _known_digest(self, update: _Update) -> bytes | None:
         digest = self._digests[update.kind].get(update.key)
@@ -437,6 +533,89 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
         error.__cause__ = exc
         return error
 
+    # -- refreshing from a shared store ---------------------------------------------------------
+
+    async def _refresh_in_place(self, kind: Kind, key: RecordKey, target: object) -> None:
+        fresh = await self._fresh(kind, key, target)
+        if fresh is _CURRENT:
+            return
+        source = self._empty(kind) if fresh is None else cast("Loaded", fresh).value
+        if not _replace_contents(target, source):
+            _log.warning(
+                "%s: a newer %s is stored, but a %s cannot take the contents of a %s in place; "
+                "the application keeps its own",
+                self.store.location,
+                describe(kind, key),
+                type(target).__name__,
+                type(source).__name__,
+            )
+
+    async def _fresh(self, kind: Kind, key: RecordKey, local: object) -> object:
+        """The stored record (None: not stored) if the application should take it, or _CURRENT.
+
+        It should when another process stored a version this one has not seen, unless the
+        application changed the record and has not stored the change yet: that change is kept,
+        and its write meets the stored version under the ``on_conflict`` rule. A record whose
+        write was refused as a conflict is taken from the store whatever the application holds.
+        """
+        if not self.store.shared:
+            return _CURRENT
+        check_key(kind, key)
+        if (kind, key) in self._pending:
+            return _CURRENT  # An unstored change (on_flush=True) is the newest value.
+        await self._settle()
+        # The worker compares a copy: handlers may change the application's object meanwhile.
+        snapshot = copy_value(local, self.bot)
+        return await self._call(self._fresh_blocking, kind, key, snapshot)
+
+    def _fresh_blocking(self, kind: Kind, key: RecordKey, local: object) -> object:
+        address = (kind, key)
+        record = self.store.load_record(kind, key, self.bot)
+        stored = 0 if record is None else record.version or 0
+        forced = address in self._stale
+        if not forced and (stored == self._versions[kind].get(key, 0) or address in self._retry):
+            return _CURRENT
+
+        # Another version is stored. The application keeps its object when it changed it and
+        # has not stored the change yet, and when it already holds the stored value.
+        stored_digest = None if record is None or record.data is None else _digest(record.data)
+        local_digest = self._digest_of(local)
+        unchanged = local_digest == self._last_digest(kind, key)
+        if not (forced or unchanged or local_digest == stored_digest):
+            return _CURRENT
+        self._stale.discard(address)
+        self._versions[kind][key] = stored
+        if stored_digest is None:
+            self._digests[kind].pop(key, None)
+        else:
+            self._digests[kind][key] = stored_digest
+        if local_digest == stored_digest:
+            return _CURRENT
+        _log.debug("%s: %s refreshed to stored version %d", self.store.location, kind, stored)
+        return record
+
+    def _digest_of(self, value: object) -> bytes:
+        """The digest of *value* encoded; empty (matching no digest) when it cannot be."""
+        try:
+            return _digest(self.store.codec.encode(value, bot=self.bot))
+        except EncodingError:
+            return b""
+
+    def _last_digest(self, kind: Kind, key: RecordKey) -> bytes:
+        """The digest of the record as this process last loaded or wrote it.
+
+        For a record it never saw stored, that of the empty value the application starts from.
+        """
+        known = self._digests[kind].get(key)
+        if known is not None:
+            return known
+        return self._digest_of(None if kind == "conversations" else self._empty(kind))
+
+    def _empty(self, kind: Kind) -> object:
+        """A new empty value of *kind*, from the context types' factory where it has one."""
+        factory: Callable[[], object] = getattr(self.context_types, kind, dict)
+        return factory()
+
     # -- the worker thread ----------------------------------------------------------------------
 
     async def _call(self, function: Callable[..., _T], *args: Any) -> _T:
@@ -451,6 +630,20 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
             self.store.open()
             self._opened = True
         return function(*args)
+
+
+def _replace_contents(target: object, source: object) -> bool:
+    """Give *target* the contents of *source*, in place; False when their types do not allow."""
+    if isinstance(target, dict) and isinstance(source, dict):
+        target.clear()
+        target.update(source)
+        return True
+    state = getattr(target, "__dict__", None)
+    if type(target) is type(source) and isinstance(state, dict):
+        state.clear()
+        state.update(vars(source))
+        return True
+    return False
 
 
 def _raise_first(results: Sequence[object]) -> None:

@@ -8,19 +8,25 @@ URL                       persistence
 ``pickle:///abs/bot.pkl`` :class:`~botstate.PicklePersistence`; ``?single_file=false`` for
                           the one-file-per-kind layout
 ``memory://``             :class:`~botstate.MemoryPersistence` (new and empty each time)
+``redis://host:port/db``  :class:`~botstate.RedisPersistence`; ``rediss://`` for TLS;
+                          ``?prefix=mybot`` for the key prefix
+``postgresql://u@h/db``   :class:`~botstate.PostgresPersistence` (``postgres://`` too);
+                          ``?table=...&schema=...``
 a bare path               recognised by its contents (SQLite header, pickle, or the
                           ``_user_data``... files of the one-file-per-kind layout)
 ========================= ==============================================================
 
 Query parameters become keyword options (``?codec=json&synchronous=FULL``); values ``true``
 and ``false`` become booleans and numbers become numbers. Options given to :func:`from_url`
-take precedence over the query.
+take precedence over the query. For the server URLs, query parameters that are not options of
+the persistence stay in the URL for the driver (``?sslmode=require``).
 
 Each scheme is one entry of :data:`SCHEMES`; a backend module registers its own.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 import urllib.parse
 from collections.abc import Callable
@@ -145,4 +151,44 @@ def _open_memory(
     return MemoryPersistence(**options)
 
 
-SCHEMES.update(sqlite=_open_sqlite, pickle=_open_pickle, memory=_open_memory)
+def _open_redis(
+    parts: urllib.parse.SplitResult, options: dict[str, Any]
+) -> Persistence[Any, Any, Any]:
+    from botstate.stores.redis import RedisPersistence
+
+    url, ours = _server_url(parts, options, RedisPersistence)
+    return RedisPersistence(url, **ours)
+
+
+def _open_postgres(
+    parts: urllib.parse.SplitResult, options: dict[str, Any]
+) -> Persistence[Any, Any, Any]:
+    from botstate.stores.postgres import PostgresPersistence
+
+    url, ours = _server_url(parts._replace(scheme="postgresql"), options, PostgresPersistence)
+    return PostgresPersistence(url, **ours)
+
+
+def _server_url(
+    parts: urllib.parse.SplitResult, options: dict[str, Any], persistence: type
+) -> tuple[str, dict[str, Any]]:
+    """Split *options* into the persistence's keywords and the driver's URL query."""
+    accepted = inspect.signature(persistence).parameters
+    ours = {name: value for name, value in options.items() if name in accepted}
+    query = [
+        (name, value)
+        for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        if name not in accepted
+    ]
+    return parts._replace(query=urllib.parse.urlencode(query)).geturl(), ours
+
+
+SCHEMES.update(
+    sqlite=_open_sqlite,
+    pickle=_open_pickle,
+    memory=_open_memory,
+    redis=_open_redis,
+    rediss=_open_redis,
+    postgresql=_open_postgres,
+    postgres=_open_postgres,
+)

@@ -20,21 +20,23 @@ from __future__ import annotations
 import copy
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from botstate.codecs import Codec
-from botstate.errors import CorruptDataError
+from botstate.errors import CorruptDataError, FormatVersionError
 from botstate.kinds import Kind, RecordKey, describe, key_from_text, key_to_text
 
 __all__ = [
     "Change",
     "Loaded",
+    "OnConflict",
     "OnCorrupt",
     "RecordStore",
     "Row",
     "Store",
+    "Written",
     "copy_value",
     "handler_of",
 ]
@@ -45,6 +47,12 @@ _log = logging.getLogger(__name__)
 #: :class:`~botstate.errors.CorruptDataError` (``"raise"``, the default), or leave that record
 #: out, log a warning naming it and keep its stored bytes (``"skip"``).
 OnCorrupt = Literal["raise", "skip"]
+
+#: What a shared store does with a write based on a version another process has replaced:
+#: write it anyway and report it, so the newest write wins (``"keep"``, the default), or leave
+#: the stored record alone and report it (``"raise"``; the persistence raises
+#: :class:`~botstate.errors.ConflictError`).
+OnConflict = Literal["keep", "raise"]
 
 
 def handler_of(key: RecordKey) -> str | None:
@@ -62,12 +70,37 @@ def copy_value(value: object, bot: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One record to write (``data`` holds its encoded value) or delete (``data`` is None)."""
+    """One record to write (``data`` holds its encoded value) or delete (``data`` is None).
+
+    ``base`` is the stored version the new value was derived from, as the persistence knows it
+    (0: the record was not stored); None when it does not know. Shared stores compare it with
+    the stored version to detect a write based on a stale record; other stores ignore it.
+    """
 
     kind: Kind
     key: RecordKey
     value: object
     data: bytes | None
+    base: int | None = None
+
+
+_K = TypeVar("_K")
+
+
+@dataclass(frozen=True, slots=True)
+class Written(Generic[_K]):
+    """What a shared store reports about a write; other stores return None from ``write``.
+
+    Attributes:
+        versions: The stored version of each record after the write (0 for a deleted one).
+        conflicts: The records whose stored version was not the change's ``base``, with the
+            version found.
+        refused: Those of ``conflicts`` that were left unchanged (``on_conflict="raise"``).
+    """
+
+    versions: dict[tuple[Kind, _K], int]
+    conflicts: dict[tuple[Kind, _K], int]
+    refused: frozenset[tuple[Kind, _K]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +115,16 @@ class Loaded:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One stored row of a record store, before decoding."""
+    """One stored row of a record store, before decoding.
+
+    For a row to write, ``base`` is the :attr:`Change.base` of its change.
+    """
 
     kind: Kind
     key: str
     data: bytes
     version: int = 0
+    base: int | None = None
 
 
 class Store(ABC):
@@ -135,8 +172,11 @@ class Store(ABC):
         return None
 
     @abstractmethod
-    def write(self, changes: Sequence[Change], bot: Any) -> None:
+    def write(self, changes: Sequence[Change], bot: Any) -> Written[RecordKey] | None:
         """Durably apply *changes*, all or nothing, then return.
+
+        Returns:
+            For shared stores, the new versions and the conflicts found; else None.
 
         Raises:
             WriteError: When the write failed; what was stored before is unchanged.
@@ -180,8 +220,46 @@ class RecordStore(Store):
         """Yield the stored rows of *kind* whose key text starts with *key_prefix*."""
 
     @abstractmethod
-    def write_rows(self, upserts: Sequence[Row], deletes: Sequence[tuple[Kind, str]]) -> None:
-        """Durably apply *upserts* and *deletes* in one transaction."""
+    def write_rows(
+        self, upserts: Sequence[Row], deletes: Sequence[tuple[Kind, str]]
+    ) -> Written[str] | None:
+        """Durably apply *upserts* and *deletes* in one transaction.
+
+        Shared stores return a :class:`Written` keyed by ``(kind, key text)``.
+        """
+
+    def check_stamp(self, meta: Mapping[str, str], format_version: int) -> None:
+        """Check the format and codec a store was stamped with when it was created.
+
+        Args:
+            meta: The stamp as stored: ``format_version`` and ``codec``.
+            format_version: The newest format this release reads.
+
+        Raises:
+            FormatVersionError: When a newer botstate wrote the store.
+            CorruptDataError: When the stamp is unreadable or names another codec.
+        """
+        try:
+            version = int(meta.get("format_version", ""))
+        except ValueError:
+            raise CorruptDataError(
+                f"{self.location}: the botstate format stamp has no valid format_version",
+                location=self.location,
+            ) from None
+        if version > format_version:
+            raise FormatVersionError(
+                f"{self.location} was written in botstate format {version}; this release reads "
+                f"format {format_version} and older. Upgrade botstate to open it.",
+                location=self.location,
+            )
+        stored_codec = meta.get("codec")
+        if stored_codec != self.codec.name:
+            raise CorruptDataError(
+                f"{self.location} holds records encoded with codec {stored_codec!r}, not "
+                f"{self.codec.name!r}; open it with codec={stored_codec!r} (or move the data "
+                "with 'botstate migrate')",
+                location=self.location,
+            )
 
     def row(self, kind: Kind, key: str) -> Row | None:
         """Return the stored row of one record, or None. Stores with an index override this."""
@@ -229,13 +307,29 @@ class RecordStore(Store):
             loaded.append(Loaded(key, value, row.data, row.version))
         return loaded
 
-    def write(self, changes: Sequence[Change], bot: Any) -> None:
+    def write(self, changes: Sequence[Change], bot: Any) -> Written[RecordKey] | None:
         upserts = []
         deletes = []
+        keys: dict[tuple[Kind, str], RecordKey] = {}
         for change in changes:
             text = key_to_text(change.kind, change.key)
+            keys[(change.kind, text)] = change.key
             if change.data is None:
                 deletes.append((change.kind, text))
             else:
-                upserts.append(Row(change.kind, text, change.data))
-        self.write_rows(upserts, deletes)
+                upserts.append(Row(change.kind, text, change.data, base=change.base))
+        written = self.write_rows(upserts, deletes)
+        if written is None:
+            return None
+
+        # The store speaks of key texts; the persistence of keys.
+        def by_key(texts: Iterable[tuple[Kind, str]]) -> list[tuple[Kind, RecordKey]]:
+            return [(kind, keys[(kind, text)]) for kind, text in texts]
+
+        return Written(
+            versions=dict(zip(by_key(written.versions), written.versions.values(), strict=True)),
+            conflicts=dict(
+                zip(by_key(written.conflicts), written.conflicts.values(), strict=True)
+            ),
+            refused=frozenset(by_key(written.refused)),
+        )

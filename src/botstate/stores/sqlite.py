@@ -24,7 +24,7 @@ from typing import Any, Final, Literal
 
 from botstate.base import BD, CD, UD, PersistenceInput
 from botstate.codecs import Codec, get_codec
-from botstate.errors import CorruptDataError, FormatVersionError, StoreLockedError, WriteError
+from botstate.errors import CorruptDataError, StoreLockedError, WriteError
 from botstate.kinds import Kind
 from botstate.persistence import Persistence
 from botstate.stores.base import OnCorrupt, RecordStore, Row
@@ -144,29 +144,7 @@ class SQLiteStore(RecordStore):
             raise CorruptDataError(
                 f"{self.path} is not a usable SQLite database: {exc}", location=str(self.path)
             ) from exc
-        self._check_meta(meta)
-
-    def _check_meta(self, meta: dict[str, str]) -> None:
-        try:
-            version = int(meta.get("format_version", ""))
-        except ValueError:
-            raise CorruptDataError(
-                f"{self.path}: botstate_meta has no valid format_version", location=str(self.path)
-            ) from None
-        if version > FORMAT_VERSION:
-            raise FormatVersionError(
-                f"{self.path} was written in botstate format {version}; this release reads "
-                f"format {FORMAT_VERSION} and older. Upgrade botstate to open it.",
-                location=str(self.path),
-            )
-        stored_codec = meta.get("codec")
-        if stored_codec != self.codec.name:
-            raise CorruptDataError(
-                f"{self.path} holds records encoded with codec {stored_codec!r}, not "
-                f"{self.codec.name!r}; open it with codec={stored_codec!r} (or move the data "
-                "with 'botstate migrate')",
-                location=str(self.path),
-            )
+        self.check_stamp(meta, FORMAT_VERSION)
 
     def close(self) -> None:
         if self._connection is not None:

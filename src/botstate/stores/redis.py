@@ -1,0 +1,380 @@
+"""Redis: a store that several bot processes share, one hash per record.
+
+Key layout under the prefix (``botstate`` by default; give each bot its own):
+
+==================================== ===========================================================
+key                                  holds
+==================================== ===========================================================
+``<prefix>:meta``                    hash: ``format_version``, ``codec``, ``created``
+``<prefix>:clock``                   the last version handed out (versions never repeat)
+``<prefix>:r:<kind>:<key text>``     hash of one record: ``d`` its encoded value, ``v`` its
+                                     version
+``<prefix>:i:<kind>``                set of the key texts of a kind, to load it whole
+``<prefix>:g:<id>``                  set of the record keys that expire together (with ``ttl``)
+==================================== ===========================================================
+
+Key texts are those of :mod:`botstate.kinds`. The writes of a cycle are one Lua script: it runs
+atomically on the server (no other client's command runs in between) and costs one round trip,
+whatever the number of records; its cost follows the number of changed records. The script
+checks each record's version against the one the change was based on, hands out new versions,
+and renews the expiry of the records' groups.
+
+The script touches keys it derives from its arguments, which a single Redis server (with or
+without replicas) allows; Redis Cluster, which needs every key declared, is not supported.
+
+Blocking redis-py client on the persistence's worker thread: see :mod:`botstate.stores.server`
+for why.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from functools import partial
+from typing import Any, Final
+
+import redis
+import redis.asyncio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from botstate.base import BD, CD, UD, PersistenceInput
+from botstate.codecs import Codec, get_codec
+from botstate.kinds import Kind
+from botstate.persistence import Persistence
+from botstate.stores.base import OnConflict, OnCorrupt, Row, Written
+from botstate.stores.server import ServerStore, Ttl, group_of
+
+__all__ = ["FORMAT_VERSION", "RedisPersistence", "RedisStore"]
+
+_log = logging.getLogger(__name__)
+
+#: The version of the key layout this release writes and reads.
+FORMAT_VERSION: Final = 1
+
+#: Records fetched per round trip when a whole kind is loaded.
+_LOAD_CHUNK: Final = 500
+
+# Arguments: prefix, "1" to refuse conflicting writes, then seven per record:
+# op ("u" upsert, "d" delete), kind, key text, data, base version ("" unknown),
+# time-to-live in ms ("" none), group id ("" none).
+# Returns per record: {kind, key, new version (0 deleted, -1 refused), stored version or -1}.
+_WRITE_SCRIPT = """
+local prefix, strict = ARGV[1], ARGV[2] == '1'
+local results, renewals = {}, {}
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+for i = 3, #ARGV, 7 do
+  local op, kind, key, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local base, ttl, group = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+  local record = prefix .. ':r:' .. kind .. ':' .. key
+  local stored = redis.call('HMGET', record, 'v', 'd')
+  local version = tonumber(stored[1]) or 0
+  -- A stale base is a conflict, unless the stored value is this very one (a lost answer).
+  local conflict = op == 'u' and base ~= '' and tonumber(base) ~= version and stored[2] ~= data
+  local found = conflict and version or -1
+  if op == 'd' then
+    redis.call('DEL', record)
+    redis.call('SREM', prefix .. ':i:' .. kind, key)
+    if group ~= '' then redis.call('SREM', prefix .. ':g:' .. group, record) end
+    results[#results + 1] = {kind, key, 0, -1}
+  elseif conflict and strict then
+    results[#results + 1] = {kind, key, -1, found}
+  else
+    local new = redis.call('INCR', prefix .. ':clock')
+    redis.call('HSET', record, 'd', data, 'v', new)
+    redis.call('SADD', prefix .. ':i:' .. kind, key)
+    if group ~= '' then
+      redis.call('SADD', prefix .. ':g:' .. group, record)
+      renewals[group] = math.max(renewals[group] or 0, tonumber(ttl) or 0)
+    elseif ttl ~= '' then
+      redis.call('PEXPIRE', record, ttl)
+    else
+      redis.call('PERSIST', record)
+    end
+    results[#results + 1] = {kind, key, new, found}
+  end
+end
+-- The records of one group share one deadline: the later of the current one and now + ttl.
+for group, ttl in pairs(renewals) do
+  local members = prefix .. ':g:' .. group
+  local left = redis.call('PTTL', members)
+  local deadline = left > 0 and now + left or 0
+  if ttl > 0 and now + ttl > deadline then deadline = now + ttl end
+  if deadline > 0 then
+    for _, record in ipairs(redis.call('SMEMBERS', members)) do
+      redis.call('PEXPIREAT', record, deadline)
+    end
+    redis.call('PEXPIREAT', members, deadline)
+  end
+end
+return results
+"""
+
+
+class RedisStore(ServerStore):
+    """A record store in Redis, shared by every process that opens the same prefix.
+
+    Args:
+        url_or_client: A ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL, or a
+            ``redis.Redis`` client (botstate then uses it as configured and never closes it).
+        prefix: The start of every key; bots sharing one server need different prefixes.
+        codec: ``"pickle"`` (default), ``"json"`` or a codec instance. The prefix remembers the
+            codec it was created with and refuses another one.
+        on_conflict: ``"keep"`` (default) or ``"raise"``; see :class:`RedisPersistence`.
+        ttl: Seconds without a write after which records expire; see :class:`RedisPersistence`.
+        on_corrupt: ``"raise"`` (default) or ``"skip"`` for records that cannot be decoded.
+        retries: Tries again after a lost connection. Defaults to 2.
+        max_backoff: The longest wait between two tries, in seconds. Defaults to 1.
+        timeout: Seconds to wait for the server to connect or answer (URL only). Defaults to 5.
+    """
+
+    def __init__(
+        self,
+        url_or_client: str | redis.Redis,
+        prefix: str = "botstate",
+        codec: Codec | str | None = None,
+        *,
+        on_conflict: OnConflict = "keep",
+        ttl: Ttl = None,
+        on_corrupt: OnCorrupt = "raise",
+        retries: int = 2,
+        max_backoff: float = 1.0,
+        timeout: float = 5.0,
+    ) -> None:
+        if isinstance(url_or_client, redis.asyncio.Redis):
+            raise TypeError(
+                "RedisStore needs a blocking redis.Redis client or a URL: it runs on the "
+                "persistence's worker thread, where an asyncio client cannot be used. Pass the "
+                "URL and botstate opens its own connections."
+            )
+        if isinstance(url_or_client, str):
+            url = url_or_client
+            self._own_client = True
+            self._client: redis.Redis = redis.Redis.from_url(
+                url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),  # _retrying is the only retry layer
+            )
+        elif isinstance(url_or_client, redis.Redis):
+            url = _url_of(url_or_client)
+            self._own_client = False
+            self._client = url_or_client
+        else:
+            raise TypeError(
+                f"url_or_client must be a redis:// URL or a redis.Redis client, got "
+                f"{type(url_or_client).__name__}"
+            )
+        if not prefix or any(char.isspace() for char in prefix):
+            raise ValueError(f"prefix must be a non-empty word, got {prefix!r}")
+        super().__init__(
+            get_codec(codec),
+            f"{url}#{prefix}",
+            on_corrupt=on_corrupt,
+            on_conflict=on_conflict,
+            ttl=ttl,
+            retries=retries,
+            max_backoff=max_backoff,
+        )
+        self.prefix = prefix
+        self._script = self._client.register_script(_WRITE_SCRIPT)
+
+    connection_errors = (redis.ConnectionError, redis.TimeoutError)
+
+    # -- opening --------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        meta_key = f"{self.prefix}:meta"
+        stamp = {
+            "format_version": str(FORMAT_VERSION),
+            "codec": self.codec.name,
+            "created": f"{time.time():.3f}",
+        }
+
+        def stamp_and_read() -> dict[bytes, bytes]:
+            # HSETNX keeps the stamp of whoever created the prefix first, even in a race.
+            with self._client.pipeline(transaction=True) as pipe:
+                for name, value in stamp.items():
+                    pipe.hsetnx(meta_key, name, value)
+                pipe.hgetall(meta_key)
+                return dict(pipe.execute()[-1])
+
+        meta = self._retrying("connecting", stamp_and_read)
+        self.check_stamp({k.decode(): v.decode() for k, v in meta.items()}, FORMAT_VERSION)
+        _log.info(
+            "opened %s (format %d, codec %s)", self.location, FORMAT_VERSION, self.codec.name
+        )
+
+    def close(self) -> None:
+        if self._own_client:
+            self._client.connection_pool.disconnect()
+
+    def _reconnect(self) -> None:
+        self._client.connection_pool.disconnect()
+
+    # -- rows -----------------------------------------------------------------------------------
+
+    def _record_key(self, kind: str, key: str) -> str:
+        return f"{self.prefix}:r:{kind}:{key}"
+
+    def rows(self, kind: Kind, key_prefix: str = "") -> Iterator[Row]:
+        index = f"{self.prefix}:i:{kind}"
+
+        def members() -> list[str]:
+            found: set[bytes] = self._client.smembers(index)  # type: ignore[assignment]
+            return sorted(key for key in (m.decode() for m in found) if key.startswith(key_prefix))
+
+        keys = self._retrying(f"reading {kind}", members)
+        for start in range(0, len(keys), _LOAD_CHUNK):
+            chunk = keys[start : start + _LOAD_CHUNK]
+            found = self._retrying(f"reading {kind}", partial(self._fetch, kind, chunk))
+            expired = [key for key, row in zip(chunk, found, strict=True) if row is None]
+            yield from (row for row in found if row is not None)
+            if expired:
+                # Records expire on their own; their index entries are removed here.
+                self._retrying(f"cleaning {kind}", partial(self._client.srem, index, *expired))
+
+    def _fetch(self, kind: Kind, keys: Sequence[str]) -> list[Row | None]:
+        with self._client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hmget(self._record_key(kind, key), "d", "v")
+            answers = pipe.execute()
+        return [
+            None if data is None else Row(kind, key, data, int(version))
+            for key, (data, version) in zip(keys, answers, strict=True)
+        ]
+
+    def row(self, kind: Kind, key: str) -> Row | None:
+        return self._retrying(f"reading {kind}", lambda: self._fetch(kind, [key]))[0]
+
+    def write_rows(
+        self, upserts: Sequence[Row], deletes: Sequence[tuple[Kind, str]]
+    ) -> Written[str]:
+        arguments: list[Any] = [self.prefix, "1" if self.on_conflict == "raise" else "0"]
+        for kind, key in deletes:
+            arguments += ["d", kind, key, b"", "", "", group_of(kind, key) or ""]
+        for row in upserts:
+            ttl = self.ttl.get(row.kind)
+            arguments += [
+                "u",
+                row.kind,
+                row.key,
+                row.data,
+                "" if row.base is None else str(row.base),
+                "" if ttl is None else str(max(1, round(ttl * 1000))),
+                group_of(row.kind, row.key) or "",
+            ]
+        answers = self._retrying("writing", lambda: self._script(args=arguments))
+
+        versions: dict[tuple[Kind, str], int] = {}
+        conflicts: dict[tuple[Kind, str], int] = {}
+        refused: set[tuple[Kind, str]] = set()
+        for kind, key, version, found in answers:
+            address: tuple[Kind, str] = (kind.decode(), key.decode())
+            if version < 0:
+                refused.add(address)
+            else:
+                versions[address] = version
+            if found >= 0:
+                conflicts[address] = found
+        return Written(versions, conflicts, frozenset(refused))
+
+    # -- for tools and tests --------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """Return the stamped metadata."""
+        meta: dict[bytes, bytes] = self._client.hgetall(f"{self.prefix}:meta")  # type: ignore[assignment]
+        return {k.decode(): v.decode() for k, v in meta.items()}
+
+    def destroy(self) -> int:
+        """Delete every key under the prefix; return how many. For tests and tools."""
+        keys = list(self._client.scan_iter(match=f"{_glob_escape(self.prefix)}:*", count=1000))
+        if keys:
+            self._client.delete(*keys)
+        return len(keys)
+
+
+def _url_of(client: redis.Redis) -> str:
+    """A URL naming the server of *client*, without its password, for messages."""
+    settings = client.connection_pool.connection_kwargs
+    if "path" in settings:
+        return f"unix://{settings['path']}"
+    return (
+        f"redis://{settings.get('host', '?')}:{settings.get('port', 6379)}/{settings.get('db', 0)}"
+    )
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
+
+
+class RedisPersistence(Persistence[UD, CD, BD]):
+    """Persistence in Redis, for bots that run as several processes.
+
+    Each user, chat and conversation is a hash of its own with a version. The writes of a cycle
+    are one atomic script and one round trip. Every process on the same prefix sees the others'
+    writes: ``refresh_*`` loads a newer stored version before each handler, and a write based on
+    a version another process replaced is a conflict.
+
+    Args:
+        url_or_client: ``redis://[:password@]host:port/db``, ``rediss://...`` for TLS, or a
+            ``redis.Redis`` client.
+        prefix: The start of every key. Defaults to ``"botstate"``; bots sharing one server
+            need different prefixes.
+        store_data: Which kinds to store. Defaults to all of them.
+        update_interval: Seconds between two persistence updates of the application.
+        context_types: python-telegram-bot's ``ContextTypes``, for the ``bot_data`` factory.
+        codec: ``"pickle"`` (default), ``"json"`` or a codec instance.
+        on_flush: When True, nothing is written until :meth:`flush`. Defaults to False.
+        on_conflict: What a write based on a replaced version does. ``"keep"`` (default): it
+            is written (the newest write wins) and a warning names the kind and key.
+            ``"raise"``: the stored record stays, the update raises
+            :class:`~botstate.errors.ConflictError`, and the next refresh loads the stored value.
+        ttl: Seconds without a write after which records expire: a number for the records
+            of users and chats (data and conversation states), or a mapping per kind such as
+            ``{"user_data": 86400, "bot_data": 3600}``. The records of one id (a user's data, a
+            chat's data, the conversations keyed by it) share one deadline, which every write to
+            one of them moves later. Defaults to None: nothing expires.
+        on_corrupt: ``"raise"`` (default) or ``"skip"`` for records that cannot be decoded.
+        retries: Tries again after a lost connection, with a doubling delay. Defaults to 2.
+        max_backoff: The longest wait between two tries, in seconds. Defaults to 1.
+        timeout: Seconds to wait for the server to connect or answer. Defaults to 5.
+    """
+
+    def __init__(
+        self,
+        url_or_client: str | redis.Redis,
+        prefix: str = "botstate",
+        store_data: PersistenceInput | None = None,
+        update_interval: float = 60,
+        context_types: Any = None,
+        *,
+        codec: Codec | str | None = None,
+        on_flush: bool = False,
+        on_conflict: OnConflict = "keep",
+        ttl: Ttl = None,
+        on_corrupt: OnCorrupt = "raise",
+        retries: int = 2,
+        max_backoff: float = 1.0,
+        timeout: float = 5.0,
+    ) -> None:
+        store = RedisStore(
+            url_or_client,
+            prefix,
+            codec,
+            on_conflict=on_conflict,
+            ttl=ttl,
+            on_corrupt=on_corrupt,
+            retries=retries,
+            max_backoff=max_backoff,
+            timeout=timeout,
+        )
+        super().__init__(
+            store,
+            store_data=store_data,
+            update_interval=update_interval,
+            context_types=context_types,
+            on_flush=on_flush,
+        )

@@ -1,0 +1,145 @@
+"""The local Redis and PostgreSQL servers the store tests run against, and their clean-up.
+
+Every test works under a prefix (Redis) or table (PostgreSQL) of its own and removes it
+afterwards. Without a server the test is skipped, except under ``CI=true``, where it fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+POSTGRES_URL = "postgresql://127.0.0.1:5432/test"
+
+_ADDRESSES = {"redis": ("127.0.0.1", 6379), "postgres": ("127.0.0.1", 5432)}
+
+
+def require(server: str) -> None:
+    """Skip (or, in CI, fail) the calling test when *server* does not accept connections."""
+    host, port = _ADDRESSES[server]
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError as exc:
+        reason = f"{server} is not running on {host}:{port} ({exc}); ./scripts/test starts it"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+def unique_name(server: str) -> str:
+    """A prefix or table name no other test uses."""
+    return (
+        f"bs_test_{uuid.uuid4().hex[:12]}"
+        if server == "postgres"
+        else f"bs-test-{uuid.uuid4().hex[:12]}"
+    )
+
+
+def open_persistence(server: str, name: str, **options: Any) -> Any:
+    """A persistence on the test's own prefix or table of *server*."""
+    if server == "redis":
+        from botstate.stores.redis import RedisPersistence
+
+        return RedisPersistence(REDIS_URL, prefix=name, **options)
+    from botstate.stores.postgres import PostgresPersistence
+
+    return PostgresPersistence(POSTGRES_URL, table=name, **options)
+
+
+def remove(server: str, name: str) -> None:
+    """Delete everything stored under *name*."""
+    if server == "redis":
+        from botstate.stores.redis import RedisStore
+
+        redis_store = RedisStore(REDIS_URL, prefix=name)
+        redis_store.destroy()
+        redis_store.close()
+        return
+    from botstate.stores.postgres import PostgresStore
+
+    postgres_store = PostgresStore(POSTGRES_URL, table=name)
+    postgres_store.destroy()
+    postgres_store.close()
+
+
+class CuttingProxy:
+    """A TCP proxy on 127.0.0.1 in front of a local server that can cut a connection mid-call.
+
+    After :meth:`cut_at` the next client message containing *marker* ends its connection:
+    with ``deliver=True`` the message reaches the server and its answer is lost, else the
+    message is lost too. Connections opened afterwards pass again.
+    """
+
+    def __init__(self, port: int) -> None:
+        self._target = ("127.0.0.1", port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._cut: tuple[bytes, bool] | None = None
+        self.cuts = 0
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut_at(self, marker: bytes, *, deliver: bool) -> None:
+        self._cut = (marker, deliver)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            server = socket.create_connection(self._target)
+            with self._lock:
+                self._sockets += [client, server]
+            severed = threading.Event()
+            for source, target, upstream in ((client, server, True), (server, client, False)):
+                threading.Thread(
+                    target=self._pipe, args=(source, target, upstream, severed), daemon=True
+                ).start()
+
+    def _pipe(
+        self, source: socket.socket, target: socket.socket, upstream: bool, severed: Any
+    ) -> None:
+        try:
+            while chunk := source.recv(65536):
+                cut = self._cut if upstream else None
+                if cut is not None and cut[0] in chunk:
+                    self._cut = None
+                    self.cuts += 1
+                    severed.set()  # no answer goes back from here on
+                    if cut[1]:
+                        target.sendall(chunk)
+                        time.sleep(0.2)  # let the server act on it before the cut
+                    break
+                if severed.is_set():
+                    break
+                target.sendall(chunk)
+        except OSError:
+            pass
+        for end in (source, target):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+    def close(self) -> None:
+        self._listener.close()
+        with self._lock:
+            for end in self._sockets:
+                with contextlib.suppress(OSError):
+                    end.close()
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port: int = probe.getsockname()[1]
+    return port
