@@ -9,13 +9,22 @@ from typing import Any
 
 import pytest
 
-from botstate import BotStateError, PicklePersistence, SQLitePersistence
+from botstate import BotStateError, JSONPersistence, PicklePersistence, SQLitePersistence
 from botstate.persistence import Persistence
 from botstate.stores.base import Change
 from botstate.stores.memory import MemoryStore
 
 #: The stores the contract suite runs on. Later stores add their names here.
-STORE_NAMES = ["memory", "pickle", "pickle-multi", "sqlite"]
+STORE_NAMES = [
+    "memory",
+    "pickle",
+    "pickle-multi",
+    "pickle-restricted",
+    "sqlite",
+    "sqlite-json",
+    "json",
+    "json-multi",
+]
 
 
 class StoreFactory:
@@ -42,8 +51,18 @@ class StoreFactory:
             persistence = PicklePersistence(self.folder / "state.pickle", **options)
         elif self.name == "pickle-multi":
             persistence = PicklePersistence(self.folder / "state", single_file=False, **options)
+        elif self.name == "pickle-restricted":
+            persistence = PicklePersistence(
+                self.folder / "state.pickle", codec="pickle-restricted", **options
+            )
         elif self.name == "sqlite":
             persistence = SQLitePersistence(self.folder / "state.db", **options)
+        elif self.name == "sqlite-json":
+            persistence = SQLitePersistence(self.folder / "state.db", codec="json", **options)
+        elif self.name == "json":
+            persistence = JSONPersistence(self.folder / "state.json", **options)
+        elif self.name == "json-multi":
+            persistence = JSONPersistence(self.folder / "state", single_file=False, **options)
         else:
             raise AssertionError(f"no such store {self.name}")
         self._count_writes(persistence)

@@ -5,6 +5,7 @@ botstate implements python-telegram-bot's persistence contract (:class:`BasePers
 
 * :class:`SQLitePersistence`: the recommended default, one row per record;
 * :class:`PicklePersistence`: python-telegram-bot's pickle file layout, written atomically;
+* :class:`JSONPersistence`: the same layout as readable JSON that is safe to load;
 * :class:`MemoryPersistence`: in memory, for tests.
 
 The library imports nothing beyond the standard library; python-telegram-bot and the database
@@ -14,7 +15,7 @@ drivers are optional extras, imported only by the modules that need them.
 from __future__ import annotations
 
 from botstate.base import BasePersistence, CallbackData, PersistenceInput
-from botstate.codecs import Codec, PickleCodec
+from botstate.codecs import AllowList, Codec, JSONCodec, PickleCodec
 from botstate.errors import (
     BotStateError,
     ConflictError,
@@ -26,7 +27,7 @@ from botstate.errors import (
     WriteError,
 )
 from botstate.persistence import Persistence
-from botstate.stores.files import PicklePersistence
+from botstate.stores.files import JSONPersistence, PicklePersistence
 from botstate.stores.memory import MemoryPersistence
 from botstate.stores.sqlite import SQLitePersistence
 from botstate.urls import from_url
@@ -34,6 +35,7 @@ from botstate.urls import from_url
 __version__ = "0.1.0"
 
 __all__ = [
+    "AllowList",
     "BasePersistence",
     "BotStateError",
     "CallbackData",
@@ -42,6 +44,8 @@ __all__ = [
     "CorruptDataError",
     "EncodingError",
     "FormatVersionError",
+    "JSONCodec",
+    "JSONPersistence",
     "MemoryPersistence",
     "Persistence",
     "PersistenceInput",
