@@ -17,8 +17,8 @@ An entry of an allow-list is one of:
 
 :data:`DEFAULT_ALLOWED` is always part of the list: the standard library's containers and
 scalars that pickles name (``datetime``, ``decimal``, ``uuid``, ``collections`` and a few
-builtins) and python-telegram-bot's classes (its ``TelegramObject`` subclasses other than the
-bots, and its enums).
+builtins), and python-telegram-bot's classes: its ``TelegramObject`` subclasses other than the
+bots, its enums, and the ``DefaultValue`` markers its objects may hold.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ DEFAULT_ALLOWED: Final[tuple[str, ...]] = (
     "datetime:timezone",
     "decimal:Decimal",
     "fractions:Fraction",
+    "telegram._utils.defaultvalue:DefaultValue",
     "uuid:SafeUUID",
     "uuid:UUID",
     "zoneinfo:ZoneInfo",

@@ -126,9 +126,10 @@ _RENAMED_MODULES: Final = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 class RestrictedUnpickler(BotUnpickler):
     """An unpickler that looks up only the globals *allow* allows.
 
-    Three globals get a checked stand-in instead of the real function: ``getattr`` (used by
+    Four globals get a checked stand-in instead of the real function: ``getattr`` (used by
     pickles of ``zoneinfo.ZoneInfo`` and of some enums) fetches only enum members and attributes
-    the list names; python-telegram-bot's and botstate's TelegramObject rebuilders accept only
+    the list names; ``_codecs.encode`` (how protocols 0 to 2 write bytes) only turns text into
+    latin-1 bytes; python-telegram-bot's and botstate's TelegramObject rebuilders accept only
     TelegramObject classes and attach the real bot.
     """
 
@@ -141,6 +142,7 @@ class RestrictedUnpickler(BotUnpickler):
         self._replaced = 0
         self._guarded: dict[tuple[str, str], Callable[..., Any]] = {
             ("builtins", "getattr"): self._getattr,
+            ("_codecs", "encode"): _latin1_bytes,
             ("botstate.telegram", "restore_telegram_object"): self._restore_telegram_object,
             ("telegram.ext._picklepersistence", "_reconstruct_to"): self._reconstruct_to,
         }
@@ -200,6 +202,12 @@ class RestrictedUnpickler(BotUnpickler):
         if isinstance(state, dict) and "_bot" in state:
             state = {**state, "_bot": self._real(state["_bot"])}
         return rebuild(self._telegram_class(cls), state)
+
+
+def _latin1_bytes(text: object, encoding: object = "utf-8") -> bytes:
+    if not isinstance(text, str) or encoding != "latin1":
+        raise UnsafeDataError(f"refused to load _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
 
 
 def _put_back(value: Any, stand_in: object, bot: Any, seen: set[int]) -> Any:

@@ -1,0 +1,145 @@
+"""JSONPersistence's files: layout, readable content, bad input, URLs, and a real application."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from telegram import Message
+
+from botstate import (
+    CorruptDataError,
+    JSONCodec,
+    JSONPersistence,
+    PicklePersistence,
+    UnsafeDataError,
+    from_url,
+)
+from botstate.testing import OfflineRequest, feed
+
+from .test_telegram import CHAT, CONTEXT_TYPES, USER, BotData, build, message
+
+SUPERGROUP = -1001234567890
+
+
+async def test_one_file_holds_the_five_kinds_as_readable_json(tmp_path: Path) -> None:
+    persistence = JSONPersistence(tmp_path / "bot.json")
+    await persistence.update_user_data(42, {"name": "Ada", "langs": ("en", "de")})
+    await persistence.update_chat_data(SUPERGROUP, {"title": "Team"})
+    await persistence.update_bot_data({"users": 1})
+    await persistence.update_conversation("signup", (SUPERGROUP, 42), "AGE")
+
+    text = (tmp_path / "bot.json").read_text()
+    assert text.startswith('{\n  "user_data": {\n    "$dict": [\n')
+    assert json.loads(text) == {
+        "user_data": {"$dict": [[42, {"name": "Ada", "langs": {"$tuple": ["en", "de"]}}]]},
+        "chat_data": {"$dict": [[SUPERGROUP, {"title": "Team"}]]},
+        "bot_data": {"users": 1},
+        "callback_data": None,
+        "conversations": {"signup": {"$dict": [[{"$tuple": [SUPERGROUP, 42]}, "AGE"]]}},
+    }
+    assert persistence.filepath == tmp_path / "bot.json"
+
+
+async def test_multi_file_layout_writes_one_json_file_per_kind(tmp_path: Path) -> None:
+    persistence = JSONPersistence(tmp_path / "bot", single_file=False)
+    await persistence.update_user_data(1, {"u": 1})
+    await persistence.update_bot_data({"b": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bot_bot_data", "bot_user_data"]
+    assert json.loads((tmp_path / "bot_user_data").read_text()) == {"$dict": [[1, {"u": 1}]]}
+    assert json.loads((tmp_path / "bot_bot_data").read_text()) == {"b": 1}
+    assert (await JSONPersistence(tmp_path / "bot", single_file=False).get_user_data()) == {
+        1: {"u": 1}
+    }
+
+
+async def test_a_file_that_is_not_json_is_an_error_and_stays_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "bot.json"
+    path.write_text('{"user_data": {"$dict": [[1, ')
+    persistence = JSONPersistence(path)
+    with pytest.raises(CorruptDataError, match=r"bot\.json cannot be decoded as json: not valid"):
+        await persistence.get_user_data()
+    with pytest.raises(CorruptDataError, match=r"bot\.json"):
+        await persistence.update_user_data(1, {"a": 1})
+    assert path.read_text() == '{"user_data": {"$dict": [[1, '
+
+
+async def test_a_class_outside_the_allow_list_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "bot.json"
+    path.write_text('{"bot_data": {"x": {"$enum": "mybot.states:Step.AGE"}}}')
+    with pytest.raises(UnsafeDataError, match=r"bot\.json .*refused to load mybot\.states\.Step"):
+        await JSONPersistence(path).get_bot_data()
+
+
+def test_a_json_persistence_takes_only_a_json_codec(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="JSONPersistence writes json files; codec Pickle"):
+        JSONPersistence(tmp_path / "bot.json", codec="pickle")
+    with pytest.raises(ValueError, match="PicklePersistence writes pickle files; codec JSON"):
+        PicklePersistence(tmp_path / "bot.pickle", codec=JSONCodec())
+
+
+async def test_json_urls_and_json_files_found_by_content(tmp_path: Path) -> None:
+    persistence = from_url(f"json://{tmp_path}/bot.json")
+    assert isinstance(persistence, JSONPersistence)
+    await persistence.update_user_data(1, {"a": 1})
+    multi = from_url(f"json://{tmp_path}/multi?single_file=false")
+    assert isinstance(multi, JSONPersistence)
+    assert multi.single_file is False
+    await multi.update_callback_data(([], {}))
+    await multi.update_conversation("c", (1,), 1)
+
+    found = from_url(tmp_path / "bot.json")
+    assert isinstance(found, JSONPersistence)
+    assert await found.get_user_data() == {1: {"a": 1}}
+    found_multi = from_url(tmp_path / "multi")
+    assert isinstance(found_multi, JSONPersistence)
+    assert found_multi.single_file is False
+    assert await found_multi.get_conversations("c") == {(1,): 1}
+
+
+@pytest.mark.filterwarnings("ignore:If 'per_message=False'")
+async def test_an_application_restarted_on_json_files_gets_everything_back(
+    tmp_path: Path,
+) -> None:
+    # The application keeps a custom bot_data class and a Message in user_data.
+    def persistence() -> JSONPersistence[Any, Any, Any]:
+        return JSONPersistence(
+            tmp_path / "bot.json",
+            context_types=CONTEXT_TYPES,
+            codec=JSONCodec(allow=[BotData]),
+        )
+
+    first, first_request = build(persistence())
+    async with first:
+        await feed(first, message(1, "/start"))
+        await feed(first, message(2, "buy milk"))
+    keyboard_message = first_request.sent[-1]
+    button_data = keyboard_message["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+    assert OfflineRequest.TOKEN not in (tmp_path / "bot.json").read_text()
+
+    second, _ = build(persistence())
+    async with second:
+        user_data = second.user_data[USER["id"]]
+        assert user_data["memo"] == "buy milk"
+        assert second.chat_data[CHAT["id"]] == {"starts": 1}
+        assert isinstance(second.bot_data, BotData)
+        assert second.bot_data.counter == 1
+        stored_message = user_data["last_message"]
+        assert isinstance(stored_message, Message)
+        assert stored_message.text == "buy milk"
+        assert stored_message.get_bot() is second.bot
+
+        press = {
+            "update_id": 3,
+            "callback_query": {
+                "id": "q1",
+                "from": USER,
+                "chat_instance": "c",
+                "message": keyboard_message,
+                "data": button_data,
+            },
+        }
+        await feed(second, press)
+        assert second.user_data[USER["id"]]["confirmed"] == {"keep": (1, 2.5), "memo": "x"}
