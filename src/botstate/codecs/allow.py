@@ -39,8 +39,6 @@ AllowEntry: TypeAlias = str | type | Callable[..., object]
 #: Globals every allow-list accepts: scalars and containers of the standard library.
 DEFAULT_ALLOWED: Final[tuple[str, ...]] = (
     "builtins:bool",
-    "builtins:bytearray",
-    "builtins:bytes",
     "builtins:complex",
     "builtins:dict",
     "builtins:float",
@@ -48,7 +46,6 @@ DEFAULT_ALLOWED: Final[tuple[str, ...]] = (
     "builtins:int",
     "builtins:list",
     "builtins:object",
-    "builtins:range",
     "builtins:set",
     "builtins:slice",
     "builtins:str",
@@ -64,7 +61,6 @@ DEFAULT_ALLOWED: Final[tuple[str, ...]] = (
     "datetime:timedelta",
     "datetime:timezone",
     "decimal:Decimal",
-    "fractions:Fraction",
     "telegram._utils.defaultvalue:DefaultValue",
     "uuid:SafeUUID",
     "uuid:UUID",

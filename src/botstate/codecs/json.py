@@ -255,7 +255,7 @@ class _Writer:
         out: list[_Json] = []
         try:
             for item in value:
-                out.append(self.value(item, depth + 1))
+                out.append(item if type(item) in _NATIVE else self.value(item, depth + 1))
         except _Refusal as refusal:
             refusal.steps.append(f"[{len(out)}]")
             raise
@@ -281,10 +281,10 @@ class _Writer:
         key: object = None
         in_key = False
         try:
-            if all(type(name) is str and name[:1] != "$" for name in value):
+            if _plain_keys(value):
                 plain = {}
                 for key, item in value.items():
-                    plain[key] = self.value(item, depth + 1)
+                    plain[key] = item if type(item) in _NATIVE else self.value(item, depth + 1)
                 return plain
             pairs = []
             for key, item in value.items():
@@ -351,6 +351,18 @@ class _Writer:
         return ref
 
 
+def _plain_keys(value: dict[Any, object]) -> bool:
+    """True when every key is a str that does not start with ``$``.
+
+    Both checks run in C: the types as a set, and a search of the keys joined by NUL for a NUL
+    followed by ``$`` (a key holding a NUL itself may give a false alarm, costing only
+    readability: the dict is then written as pairs).
+    """
+    if not value:
+        return True
+    return set(map(type, value)) == {str} and "\0$" not in "\0" + "\0".join(value)
+
+
 def _zone(value: datetime | time) -> str:
     """The text after the ISO form that names *value*'s zone: ``""`` or ``"[Area/City]"``."""
     zone = value.tzinfo
@@ -389,6 +401,9 @@ def _write_bytes(value: bytes) -> str:
 def _write_timedelta(value: timedelta) -> list[int]:
     return [value.days, value.seconds, value.microseconds]
 
+
+# Types JSON writes as they are (float is not among them: NaN and infinities are not JSON).
+_NATIVE: Final = frozenset({str, int, bool, type(None)})
 
 # Exact type -> (tag, function writing its argument). Subclasses are not these types.
 _SCALARS: Final[dict[type, tuple[str, Callable[[Any], _Json]]]] = {

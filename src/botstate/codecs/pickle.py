@@ -126,11 +126,12 @@ _RENAMED_MODULES: Final = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 class RestrictedUnpickler(BotUnpickler):
     """An unpickler that looks up only the globals *allow* allows.
 
-    Four globals get a checked stand-in instead of the real function: ``getattr`` (used by
+    Some globals get a checked stand-in instead of the real function: ``getattr`` (used by
     pickles of ``zoneinfo.ZoneInfo`` and of some enums) fetches only enum members and attributes
-    the list names; ``_codecs.encode`` (how protocols 0 to 2 write bytes) only turns text into
-    latin-1 bytes; python-telegram-bot's and botstate's TelegramObject rebuilders accept only
-    TelegramObject classes and attach the real bot.
+    the list names; ``_codecs.encode`` (how protocols 0 to 2 write bytes) and ``bytearray`` only
+    copy the text or bytes given, so a few bytes of pickle cannot ask for gigabytes of memory;
+    python-telegram-bot's and botstate's TelegramObject rebuilders accept only TelegramObject
+    classes and attach the real bot.
     """
 
     def __init__(self, file: io.BytesIO, bot: Any, allow: AllowList) -> None:
@@ -143,6 +144,7 @@ class RestrictedUnpickler(BotUnpickler):
         self._guarded: dict[tuple[str, str], Callable[..., Any]] = {
             ("builtins", "getattr"): self._getattr,
             ("_codecs", "encode"): _latin1_bytes,
+            ("builtins", "bytearray"): _copied_bytearray,
             ("botstate.telegram", "restore_telegram_object"): self._restore_telegram_object,
             ("telegram.ext._picklepersistence", "_reconstruct_to"): self._reconstruct_to,
         }
@@ -208,6 +210,14 @@ def _latin1_bytes(text: object, encoding: object = "utf-8") -> bytes:
     if not isinstance(text, str) or encoding != "latin1":
         raise UnsafeDataError(f"refused to load _codecs.encode with encoding {encoding!r}")
     return text.encode("latin1")
+
+
+def _copied_bytearray(source: object = b"", encoding: object = None) -> bytearray:
+    if isinstance(source, (bytes, bytearray)) and encoding is None:
+        return bytearray(source)
+    if isinstance(source, str) and encoding in ("latin-1", "latin1"):
+        return bytearray(source, "latin-1")
+    raise UnsafeDataError("refused to load bytearray of anything but bytes or latin-1 text")
 
 
 def _put_back(value: Any, stand_in: object, bot: Any, seen: set[int]) -> Any:
