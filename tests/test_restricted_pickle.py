@@ -29,6 +29,7 @@ from botstate import (
     PicklePersistence,
     SQLitePersistence,
     UnsafeDataError,
+    from_url,
 )
 from botstate.codecs.pickle import BOT_PLACEHOLDER
 from botstate.testing import OfflineRequest
@@ -310,3 +311,12 @@ def test_loading_never_imports_a_module_the_allow_list_does_not_name() -> None:
     with pytest.raises(UnsafeDataError, match=r"refused to load this\.s"):
         RESTRICTED.decode(b"\x80\x02cthis\ns\n.")
     assert "this" not in sys.modules
+
+
+def test_urls_choose_the_restricted_codec(tmp_path: Path) -> None:
+    pickled = from_url(f"pickle://{tmp_path}/bot.pickle?codec=pickle-restricted")
+    database = from_url(f"sqlite://{tmp_path}/bot.db?codec=pickle-restricted")
+    for persistence in (pickled, database):
+        codec = persistence.store.codec
+        assert isinstance(codec, PickleCodec)
+        assert codec.trusted is False
