@@ -1,13 +1,11 @@
-"""JSONPersistence's files: layout, readable content, bad input, URLs, and a real application."""
+"""JSONPersistence's files: layout, readable content, bad input and URLs."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from telegram import Message
 
 from botstate import (
     CorruptDataError,
@@ -17,9 +15,6 @@ from botstate import (
     UnsafeDataError,
     from_url,
 )
-from botstate.testing import OfflineRequest, feed
-
-from .test_telegram import CHAT, CONTEXT_TYPES, USER, BotData, build, message
 
 SUPERGROUP = -1001234567890
 
@@ -97,49 +92,3 @@ async def test_json_urls_and_json_files_found_by_content(tmp_path: Path) -> None
     assert isinstance(found_multi, JSONPersistence)
     assert found_multi.single_file is False
     assert await found_multi.get_conversations("c") == {(1,): 1}
-
-
-@pytest.mark.filterwarnings("ignore:If 'per_message=False'")
-async def test_an_application_restarted_on_json_files_gets_everything_back(
-    tmp_path: Path,
-) -> None:
-    # The application keeps a custom bot_data class and a Message in user_data.
-    def persistence() -> JSONPersistence[Any, Any, Any]:
-        return JSONPersistence(
-            tmp_path / "bot.json",
-            context_types=CONTEXT_TYPES,
-            codec=JSONCodec(allow=[BotData]),
-        )
-
-    first, first_request = build(persistence())
-    async with first:
-        await feed(first, message(1, "/start"))
-        await feed(first, message(2, "buy milk"))
-    keyboard_message = first_request.sent[-1]
-    button_data = keyboard_message["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
-    assert OfflineRequest.TOKEN not in (tmp_path / "bot.json").read_text()
-
-    second, _ = build(persistence())
-    async with second:
-        user_data = second.user_data[USER["id"]]
-        assert user_data["memo"] == "buy milk"
-        assert second.chat_data[CHAT["id"]] == {"starts": 1}
-        assert isinstance(second.bot_data, BotData)
-        assert second.bot_data.counter == 1
-        stored_message = user_data["last_message"]
-        assert isinstance(stored_message, Message)
-        assert stored_message.text == "buy milk"
-        assert stored_message.get_bot() is second.bot
-
-        press = {
-            "update_id": 3,
-            "callback_query": {
-                "id": "q1",
-                "from": USER,
-                "chat_instance": "c",
-                "message": keyboard_message,
-                "data": button_data,
-            },
-        }
-        await feed(second, press)
-        assert second.user_data[USER["id"]]["confirmed"] == {"keep": (1, 2.5), "memo": "x"}

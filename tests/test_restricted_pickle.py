@@ -18,7 +18,6 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import pytest
-import telegram.ext
 from telegram.ext import ExtBot
 
 from botstate import (
@@ -215,31 +214,6 @@ async def test_a_database_written_with_pickle_opens_restricted(tmp_path: Path) -
         1: {"when": datetime(2024, 1, 1, tzinfo=timezone.utc)}
     }
     await restricted.close()
-
-
-@pytest.mark.parametrize("single_file", [True, False])
-async def test_python_telegram_bot_files_load_restricted(
-    tmp_path: Path, single_file: bool
-) -> None:
-    bot = offline_bot()
-    path = tmp_path / "ptb.pickle"
-    theirs: telegram.ext.PicklePersistence[Any, Any, Any] = telegram.ext.PicklePersistence(
-        path, single_file=single_file
-    )
-    theirs.set_bot(bot)
-    await theirs.get_user_data()
-    await theirs.update_user_data(2**40, {"bot": bot, "message": a_message(bot)})
-    await theirs.update_conversation("conv", (1, 2), 3)
-    await theirs.flush()
-
-    new_bot = offline_bot("700000001:a-new-token")
-    ours = PicklePersistence(path, single_file=single_file, codec="pickle-restricted")
-    ours.set_bot(new_bot)
-    user = (await ours.get_user_data())[2**40]
-    assert user["bot"] is new_bot
-    assert user["message"] == a_message(bot)
-    assert user["message"].get_bot() is new_bot
-    assert await ours.get_conversations("conv") == {(1, 2): 3}
 
 
 async def test_telegram_objects_written_by_botstate_load_restricted(tmp_path: Path) -> None:

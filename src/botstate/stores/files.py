@@ -342,23 +342,13 @@ class JSONPersistence(_FilePersistence[UD, CD, BD]):
     Enum members and TelegramObjects come back as they were stored. A value the notation cannot
     hold exactly is refused with :class:`~botstate.errors.EncodingError` when it is stored.
 
+    The arguments and attributes are :class:`PicklePersistence`'s, with JSON files in place of
+    pickle files, except for the codec.
+
     Args:
-        filepath: The JSON file, or with ``single_file=False`` the prefix of the five files
-            ``<filepath>_user_data``, ``_chat_data``, ``_bot_data``, ``_callback_data`` and
-            ``_conversations``.
-        store_data: Which kinds to store. Defaults to all of them.
-        single_file: One file (default) or one per kind.
-        on_flush: When True, nothing is written until :meth:`flush`. Defaults to False.
-        update_interval: Seconds between two persistence updates of the application.
-        context_types: python-telegram-bot's ``ContextTypes``, for the ``bot_data`` factory.
         codec: ``"json"`` (default) or a :class:`~botstate.codecs.JSONCodec`, e.g.
             ``JSONCodec(allow=["mybot.states"])`` to store the Enum members and plain objects of
             your own modules.
-
-    Attributes:
-        filepath: The file path, a :class:`pathlib.Path`.
-        single_file: As given; changing it takes effect with the next write.
-        on_flush: As given; changing it takes effect with the next update.
     """
 
     format = "json"
