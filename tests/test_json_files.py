@@ -9,12 +9,14 @@ import pytest
 
 from botstate import (
     CorruptDataError,
+    EncodingError,
     JSONCodec,
     JSONPersistence,
     PicklePersistence,
     UnsafeDataError,
     from_url,
 )
+from botstate.codecs.json import MAX_DEPTH
 
 SUPERGROUP = -1001234567890
 
@@ -92,3 +94,19 @@ async def test_json_urls_and_json_files_found_by_content(tmp_path: Path) -> None
     assert isinstance(found_multi, JSONPersistence)
     assert found_multi.single_file is False
     assert await found_multi.get_conversations("c") == {(1,): 1}
+
+
+async def test_a_record_nested_to_the_limit_is_stored_in_its_file(tmp_path: Path) -> None:
+    deepest: list[object] = []
+    for _ in range(MAX_DEPTH - 1):
+        deepest = [deepest]
+    persistence = JSONPersistence(tmp_path / "bot.json")
+    await persistence.update_user_data(1, deepest)
+    await persistence.update_conversation("c", (1,), deepest)
+    with pytest.raises(EncodingError, match=f"nested more than {MAX_DEPTH} levels"):
+        await persistence.update_user_data(2, [deepest])
+    await persistence.close()
+
+    reopened = JSONPersistence(tmp_path / "bot.json")
+    assert await reopened.get_user_data() == {1: deepest}
+    assert await reopened.get_conversations("c") == {(1,): deepest}

@@ -30,6 +30,7 @@ from botstate import (
     UnsafeDataError,
     from_url,
 )
+from botstate.codecs import safe_codec
 from botstate.codecs.pickle import BOT_PLACEHOLDER
 from botstate.testing import OfflineRequest
 
@@ -294,3 +295,15 @@ def test_urls_choose_the_restricted_codec(tmp_path: Path) -> None:
         codec = persistence.store.codec
         assert isinstance(codec, PickleCodec)
         assert codec.trusted is False
+
+
+def test_tools_get_a_safe_codec_for_each_format() -> None:
+    pickle_codec = safe_codec("pickle", allow=[Step])
+    assert isinstance(pickle_codec, PickleCodec)
+    assert pickle_codec.trusted is False
+    assert pickle_codec.decode(pickle.dumps(Step.ASK)) is Step.ASK
+    json_codec = safe_codec("json", allow=[Step])
+    assert json_codec.name == "json"
+    assert json_codec.decode(json_codec.encode(Step.ASK)) is Step.ASK
+    with pytest.raises(ValueError, match="unknown format 'yaml'"):
+        safe_codec("yaml")

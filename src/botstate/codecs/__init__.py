@@ -11,14 +11,14 @@ Stores take a codec by name or as an instance:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from botstate.codecs.allow import AllowList
+from botstate.codecs.allow import AllowEntry, AllowList
 from botstate.codecs.base import Codec
 from botstate.codecs.json import JSONCodec
 from botstate.codecs.pickle import PickleCodec
 
-__all__ = ["AllowList", "Codec", "JSONCodec", "PickleCodec", "get_codec"]
+__all__ = ["AllowList", "Codec", "JSONCodec", "PickleCodec", "get_codec", "safe_codec"]
 
 _NAMED: dict[str, Callable[[], Codec]] = {
     "pickle": PickleCodec,
@@ -46,3 +46,23 @@ def get_codec(codec: str | Codec | None, default: str = "pickle") -> Codec:
         names = ", ".join(repr(known) for known in _NAMED)
         raise ValueError(f"unknown codec {name!r}; choose {names} or pass a Codec instance")
     return make()
+
+
+def safe_codec(format_name: str, allow: Iterable[AllowEntry] | AllowList = ()) -> Codec:
+    """Return a codec that loads data of *format_name* without trusting it.
+
+    For tools that open data they did not write: restricted pickle for ``"pickle"`` (a database
+    stamps its format in ``botstate_meta``), JSON for ``"json"``.
+
+    Args:
+        format_name: ``"pickle"`` or ``"json"``, as a codec's :attr:`Codec.name`.
+        allow: Classes and functions to allow besides the defaults.
+
+    Raises:
+        ValueError: For another format.
+    """
+    if format_name == "pickle":
+        return PickleCodec(trusted=False, allow=allow)
+    if format_name == "json":
+        return JSONCodec(allow)
+    raise ValueError(f"unknown format {format_name!r}; botstate writes 'pickle' and 'json'")

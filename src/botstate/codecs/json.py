@@ -69,9 +69,13 @@ from botstate.errors import BotStateError, CorruptDataError, EncodingError, Unsa
 
 __all__ = ["MAX_DEPTH", "JSONCodec"]
 
-#: How deeply JSON arrays and objects may nest. Reading JSON recurses once per level, so a
-#: limit well below Python's recursion limit keeps everything written readable from any caller.
+#: How deeply JSON arrays and objects may nest in a record. Reading JSON recurses once per
+#: level, so a limit well below Python's recursion limit keeps everything written readable.
 MAX_DEPTH: Final = 400
+
+# Levels a whole file (or a tool's text) may add around its records: the kinds, a $dict of
+# records, a handler's conversations. A record that was accepted never fails in its file.
+_WRAPPING: Final = 8
 
 # Py_TPFLAGS_HEAPTYPE: set for classes created by a class statement, unset for built-in types.
 _HEAP_TYPE: Final = 1 << 9
@@ -109,10 +113,10 @@ class JSONCodec(Codec):
         self.indent = indent
 
     def encode(self, value: object, *, bot: Any = None) -> bytes:
-        return self._write(value, bot, None)
+        return self._write(value, bot, None, MAX_DEPTH)
 
     def encode_snapshot(self, value: object, *, bot: Any = None) -> bytes:
-        return self._write(value, bot, self.indent)
+        return self._write(value, bot, self.indent, MAX_DEPTH + _WRAPPING)
 
     def decode(self, data: bytes, *, bot: Any = None) -> object:
         return self._read(data, bot)
@@ -123,7 +127,7 @@ class JSONCodec(Codec):
         Raises:
             EncodingError: For a part the codec does not store, naming its type and path.
         """
-        return self._write(value, bot, indent).decode("utf-8")
+        return self._write(value, bot, indent, MAX_DEPTH + _WRAPPING).decode("utf-8")
 
     def from_text(self, text: str, *, bot: Any = None) -> object:
         """Return the value that JSON text in botstate's notation holds.
@@ -134,9 +138,9 @@ class JSONCodec(Codec):
         """
         return self._read(text, bot)
 
-    def _write(self, value: object, bot: Any, indent: int | None) -> bytes:
+    def _write(self, value: object, bot: Any, indent: int | None, limit: int) -> bytes:
         try:
-            tree = _Writer(self.allow, bot).value(value, 0)
+            tree = _Writer(self.allow, bot, limit).value(value, 0)
         except _Refusal as refusal:
             raise refusal.error() from refusal.cause
         except RecursionError as exc:
@@ -220,11 +224,12 @@ _UNSUPPORTED: Final = (
 class _Writer:
     """One encoding: turns a value into what ``json.dumps`` writes, in botstate's notation."""
 
-    __slots__ = ("allow", "bot", "open")
+    __slots__ = ("allow", "bot", "limit", "open")
 
-    def __init__(self, allow: AllowList, bot: Any) -> None:
+    def __init__(self, allow: AllowList, bot: Any, limit: int) -> None:
         self.allow = allow
         self.bot = bot
+        self.limit = limit
         # The containers being written, by id: meeting one again means a cycle.
         self.open: set[int] = set()
 
@@ -238,8 +243,8 @@ class _Writer:
         if scalar is not None:
             tag, write = scalar
             return {tag: write(value)}
-        if depth >= MAX_DEPTH:
-            raise _Refusal(value, f"it is nested more than {MAX_DEPTH} levels deep")
+        if depth >= self.limit:
+            raise _Refusal(value, f"it is nested more than {self.limit} levels deep")
         if id(value) in self.open:
             raise _Refusal(value, "it contains itself")
         self.open.add(id(value))
@@ -526,8 +531,12 @@ class _Reader:
     def read_telegram_object(self, argument: object) -> object:
         ref, payload = _pair(argument)
         cls = self.find_class(ref)
-        telegram = sys.modules["telegram"]  # imported by the look-up of a class of its own
-        if not issubclass(cls, telegram.TelegramObject) or issubclass(cls, telegram.Bot):
+        telegram = sys.modules.get("telegram")
+        if (
+            telegram is None
+            or not issubclass(cls, telegram.TelegramObject)
+            or issubclass(cls, telegram.Bot)
+        ):
             raise UnsafeDataError(f"refused to load {ref}: it is not a TelegramObject")
         if not isinstance(payload, dict):
             raise TypeError("the Bot API data is not an object")
