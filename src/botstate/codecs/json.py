@@ -82,10 +82,17 @@ _HEAP_TYPE: Final = 1 << 9
 
 # Methods that change how pickle, and so the meaning of an object's state, works.
 _CUSTOM_STATE: Final = frozenset(
-    {"__reduce__", "__reduce_ex__", "__getstate__", "__setstate__", "__getnewargs__"}
-    | {"__getnewargs_ex__"}
+    {
+        "__reduce__",
+        "__reduce_ex__",
+        "__getstate__",
+        "__setstate__",
+        "__getnewargs__",
+        "__getnewargs_ex__",
+    }
 )
 
+# What json.dumps takes and json.loads gives: dicts, lists, str, int, float, bool, None.
 _Json = Any
 
 
@@ -178,8 +185,8 @@ def _dumps(value: object, tree: _Json, indent: int | None, ascii_only: bool) -> 
             indent=indent,
             separators=(",", ":") if indent is None else (",", ": "),
         )
-    except ValueError as exc:
-        # An int too long to write as decimal digits.
+    except (ValueError, RecursionError) as exc:
+        # An int too long to write as decimal digits, or a caller already deep in its stack.
         raise EncodingError(f"cannot encode {_type_name(value)} as JSON: {exc}") from exc
 
 

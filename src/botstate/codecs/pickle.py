@@ -180,7 +180,7 @@ class RestrictedUnpickler(BotUnpickler):
             if issubclass(obj, enum.Enum) and name in obj.__members__:
                 return obj.__members__[name]
             return self._allow.resolve(obj.__module__, f"{obj.__qualname__}.{name}")
-        raise UnsafeDataError(f"refused to load getattr({obj!r}, {name!r})")
+        raise UnsafeDataError(f"refused to load an attribute of a {type(obj).__name__}")
 
     def _telegram_class(self, cls: object) -> type:
         telegram = sys.modules.get("telegram")
