@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from botstate import BotStateError, PicklePersistence, SQLitePersistence
+from botstate import BotStateError, JSONPersistence, PicklePersistence, SQLitePersistence
 from botstate.persistence import Persistence
 from botstate.stores.base import Change
 from botstate.stores.memory import MemoryStore
@@ -17,7 +17,20 @@ from botstate.stores.memory import MemoryStore
 from . import servers
 
 #: The stores the contract suite runs on. Later stores add their names here.
-STORE_NAMES = ["memory", "pickle", "pickle-multi", "sqlite", "redis", "postgres"]
+STORE_NAMES = [
+    "memory",
+    "pickle",
+    "pickle-multi",
+    "pickle-restricted",
+    "sqlite",
+    "sqlite-json",
+    "json",
+    "json-multi",
+    "redis",
+    "redis-json",
+    "postgres",
+    "postgres-json",
+]
 
 
 class StoreFactory:
@@ -34,10 +47,13 @@ class StoreFactory:
         self._memory = MemoryStore()
         self.opened: list[Persistence[Any, Any, Any]] = []
         self._counted: list[object] = []
+        # "redis", "postgres", and their variants with the JSON codec ("redis-json", ...).
+        self.server, _, variant = name.partition("-")
+        self.codec = {"codec": variant} if variant else {}
         self.server_name = ""
-        if name in ("redis", "postgres"):
-            servers.require(name)
-            self.server_name = servers.unique_name(name)
+        if self.server in ("redis", "postgres"):
+            servers.require(self.server)
+            self.server_name = servers.unique_name(self.server)
 
     def open(self, **options: Any) -> Persistence[Any, Any, Any]:
         """Return a new persistence on this store, as a restarted bot would create it."""
@@ -48,10 +64,22 @@ class StoreFactory:
             persistence = PicklePersistence(self.folder / "state.pickle", **options)
         elif self.name == "pickle-multi":
             persistence = PicklePersistence(self.folder / "state", single_file=False, **options)
+        elif self.name == "pickle-restricted":
+            persistence = PicklePersistence(
+                self.folder / "state.pickle", codec="pickle-restricted", **options
+            )
         elif self.name == "sqlite":
             persistence = SQLitePersistence(self.folder / "state.db", **options)
+        elif self.name == "sqlite-json":
+            persistence = SQLitePersistence(self.folder / "state.db", codec="json", **options)
+        elif self.name == "json":
+            persistence = JSONPersistence(self.folder / "state.json", **options)
+        elif self.name == "json-multi":
+            persistence = JSONPersistence(self.folder / "state", single_file=False, **options)
         elif self.server_name:
-            persistence = servers.open_persistence(self.name, self.server_name, **options)
+            persistence = servers.open_persistence(
+                self.server, self.server_name, **self.codec, **options
+            )
         else:
             raise AssertionError(f"no such store {self.name}")
         self._count_writes(persistence)
@@ -77,7 +105,7 @@ class StoreFactory:
             with contextlib.suppress(BotStateError):
                 await persistence.close()
         if self.server_name:
-            servers.remove(self.name, self.server_name)
+            servers.remove(self.server, self.server_name)
 
 
 @pytest.fixture(params=STORE_NAMES)

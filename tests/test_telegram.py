@@ -23,7 +23,13 @@ from telegram.ext import (
     filters,
 )
 
-from botstate import CorruptDataError, PicklePersistence, SQLitePersistence
+from botstate import (
+    CorruptDataError,
+    JSONCodec,
+    JSONPersistence,
+    PicklePersistence,
+    SQLitePersistence,
+)
 from botstate.codecs.pickle import BOT_PLACEHOLDER
 from botstate.persistence import Persistence
 from botstate.telegram import for_application
@@ -38,11 +44,18 @@ def message(update_id: int, text: str) -> dict[str, Any]:
     return text_update(update_id, text, chat=CHAT, user=USER)
 
 
+#: The persistences the application tests run on.
+KINDS = ["pickle", "pickle-multi", "sqlite", "json"]
+
+
 def make_persistence(kind: str, folder: Path, **options: Any) -> Persistence[Any, Any, Any]:
     if kind == "pickle":
         return PicklePersistence(folder / "bot.pickle", **options)
     if kind == "pickle-multi":
         return PicklePersistence(folder / "bot", single_file=False, **options)
+    if kind == "json":
+        # This module's BotData is the application's bot_data class.
+        return JSONPersistence(folder / "bot.json", codec=JSONCodec(allow=[__name__]), **options)
     return SQLitePersistence(folder / "bot.db", **options)
 
 
@@ -114,7 +127,7 @@ def build(
 
 
 def test_application_accepts_any_botstate_persistence(tmp_path: Path) -> None:
-    for kind in ("pickle", "pickle-multi", "sqlite"):
+    for kind in KINDS:
         persistence = make_persistence(kind, tmp_path)
         assert isinstance(persistence, telegram.ext.BasePersistence)
         application = (
@@ -126,7 +139,7 @@ def test_application_accepts_any_botstate_persistence(tmp_path: Path) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:If 'per_message=False'")
-@pytest.mark.parametrize("kind", ["pickle", "pickle-multi", "sqlite"])
+@pytest.mark.parametrize("kind", KINDS)
 async def test_an_application_restarted_on_the_store_gets_everything_back(
     tmp_path: Path, kind: str
 ) -> None:
@@ -163,7 +176,7 @@ async def test_an_application_restarted_on_the_store_gets_everything_back(
     await third.close()
 
 
-@pytest.mark.parametrize("kind", ["pickle", "pickle-multi", "sqlite"])
+@pytest.mark.parametrize("kind", KINDS)
 async def test_the_bot_is_stored_as_a_placeholder_and_the_new_bot_comes_back(
     tmp_path: Path, kind: str
 ) -> None:
@@ -239,9 +252,10 @@ def a_message(bot: telegram.Bot) -> Message:
     return result
 
 
+@pytest.mark.parametrize("codec", ["pickle", "pickle-restricted"])
 @pytest.mark.parametrize("single_file", [True, False])
 async def test_files_written_by_python_telegram_bot_load(
-    tmp_path: Path, single_file: bool
+    tmp_path: Path, single_file: bool, codec: str
 ) -> None:
     bot = ptb_bot()
     path = tmp_path / "ptb.pickle"
@@ -258,7 +272,7 @@ async def test_files_written_by_python_telegram_bot_load(
     await theirs.flush()
 
     new_bot = ExtBot(NEW_TOKEN, request=OfflineRequest(), arbitrary_callback_data=True)
-    ours = PicklePersistence(path, single_file=single_file)
+    ours = PicklePersistence(path, single_file=single_file, codec=codec)
     ours.set_bot(new_bot)
     user = (await ours.get_user_data())[2**40]
     assert user["bot"] is new_bot

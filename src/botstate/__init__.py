@@ -5,6 +5,7 @@ botstate implements python-telegram-bot's persistence contract (:class:`BasePers
 
 * :class:`SQLitePersistence`: the recommended default, one row per record;
 * :class:`PicklePersistence`: python-telegram-bot's pickle file layout, written atomically;
+* :class:`JSONPersistence`: the same layout as readable JSON that is safe to load;
 * :class:`MemoryPersistence`: in memory, for tests;
 * :class:`RedisPersistence` and :class:`PostgresPersistence`: on a server that several bot
   processes share (extras ``botstate[redis]`` and ``botstate[postgres]``).
@@ -18,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from botstate.base import BasePersistence, CallbackData, PersistenceInput
-from botstate.codecs import Codec, PickleCodec
+from botstate.codecs import AllowList, Codec, JSONCodec, PickleCodec
 from botstate.errors import (
     BotStateError,
     ConflictError,
@@ -31,7 +32,7 @@ from botstate.errors import (
     WriteError,
 )
 from botstate.persistence import Persistence
-from botstate.stores.files import PicklePersistence
+from botstate.stores.files import JSONPersistence, PicklePersistence
 from botstate.stores.memory import MemoryPersistence
 from botstate.stores.sqlite import SQLitePersistence
 from botstate.urls import from_url
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AllowList",
     "BasePersistence",
     "BotStateError",
     "CallbackData",
@@ -51,6 +53,8 @@ __all__ = [
     "CorruptDataError",
     "EncodingError",
     "FormatVersionError",
+    "JSONCodec",
+    "JSONPersistence",
     "MemoryPersistence",
     "Persistence",
     "PersistenceInput",

@@ -520,9 +520,13 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
 
     def _encoding_error(self, update: _Update, exc: EncodingError) -> EncodingError:
         what = describe(update.kind, update.key)
-        path = find_unencodable(
-            update.value, lambda part: self.store.codec.encode(part, bot=self.bot)
-        )
+        # A codec that knows where it failed says so; for the others, find it by re-encoding.
+        path = exc.path
+        if path is None:
+            path = find_unencodable(
+                update.value, lambda part: self.store.codec.encode(part, bot=self.bot)
+            )
+        path = path or None
         where = what + (path or "")
         error = EncodingError(
             f"cannot store {where}: {exc}; the previously stored {what} is kept",

@@ -7,12 +7,13 @@ URL                       persistence
 ``sqlite://bot.db``       the same, on ``bot.db`` relative to the working directory
 ``pickle:///abs/bot.pkl`` :class:`~botstate.PicklePersistence`; ``?single_file=false`` for
                           the one-file-per-kind layout
+``json:///abs/bot.json``  :class:`~botstate.JSONPersistence`; ``?single_file=false`` likewise
 ``memory://``             :class:`~botstate.MemoryPersistence` (new and empty each time)
 ``redis://host:port/db``  :class:`~botstate.RedisPersistence`; ``rediss://`` for TLS;
                           ``?prefix=mybot`` for the key prefix
 ``postgresql://u@h/db``   :class:`~botstate.PostgresPersistence` (``postgres://`` too);
                           ``?table=...&schema=...``
-a bare path               recognised by its contents (SQLite header, pickle, or the
+a bare path               recognised by its contents (SQLite header, pickle, JSON, or the
                           ``_user_data``... files of the one-file-per-kind layout)
 ========================= ==============================================================
 
@@ -90,13 +91,11 @@ def guess_url(path: Path) -> str:
             f"{path} is not a store botstate recognises (not SQLite, pickle or JSON); "
             "give a URL such as sqlite:///path/bot.db"
         )
-    if any(Path(f"{path}_{kind}").is_file() for kind in KINDS):
-        head = next(
-            Path(f"{path}_{kind}").read_bytes()[:1]
-            for kind in KINDS
-            if Path(f"{path}_{kind}").is_file()
-        )
-        scheme = "json" if head == b"{" and "json" in SCHEMES else "pickle"
+    files = [Path(f"{path}_{kind}") for kind in KINDS if Path(f"{path}_{kind}").is_file()]
+    if files:
+        # A JSON file of a kind without data may hold just null; any other starts with {.
+        heads = {file.read_bytes()[:1] for file in files}
+        scheme = "json" if b"{" in heads and "json" in SCHEMES else "pickle"
         return f"{scheme}://{path}?single_file=false"
     raise ValueError(f"{path} does not exist; give a URL such as sqlite:///path/bot.db")
 
@@ -143,6 +142,14 @@ def _open_pickle(
     return PicklePersistence(url_path(parts), **options)
 
 
+def _open_json(
+    parts: urllib.parse.SplitResult, options: dict[str, Any]
+) -> Persistence[Any, Any, Any]:
+    from botstate.stores.files import JSONPersistence
+
+    return JSONPersistence(url_path(parts), **options)
+
+
 def _open_memory(
     parts: urllib.parse.SplitResult, options: dict[str, Any]
 ) -> Persistence[Any, Any, Any]:
@@ -186,6 +193,7 @@ def _server_url(
 SCHEMES.update(
     sqlite=_open_sqlite,
     pickle=_open_pickle,
+    json=_open_json,
     memory=_open_memory,
     redis=_open_redis,
     rediss=_open_redis,

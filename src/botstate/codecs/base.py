@@ -23,7 +23,8 @@ class Codec(ABC):
 
     __slots__ = ()
 
-    #: The short name used in URLs, options and ``botstate inspect`` (``"pickle"``, ``"json"``).
+    #: The name of the format written (``"pickle"``, ``"json"``), stamped into databases. Codecs
+    #: that differ only in what they agree to load (trusted or restricted pickle) share it.
     name: ClassVar[str]
 
     @abstractmethod
@@ -33,6 +34,13 @@ class Codec(ABC):
     @abstractmethod
     def decode(self, data: bytes, *, bot: Any = None) -> object:
         """Return the value *data* holds, with placeholders replaced by *bot*."""
+
+    def encode_snapshot(self, value: object, *, bot: Any = None) -> bytes:
+        """Return a snapshot store's whole image (the content of one file) as bytes.
+
+        The default is :meth:`encode`; a text codec may lay a file out for people to read.
+        """
+        return self.encode(value, bot=bot)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

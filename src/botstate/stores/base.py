@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from botstate.codecs import Codec
-from botstate.errors import CorruptDataError, FormatVersionError
+from botstate.errors import CorruptDataError, FormatVersionError, UnsafeDataError
 from botstate.kinds import Kind, RecordKey, describe, key_from_text, key_to_text
 
 __all__ = [
@@ -298,7 +298,9 @@ class RecordStore(Store):
                     )
                     self.skipped.append((kind, row.key))
                     continue
-                raise CorruptDataError(
+                # A refusal of the allow-list stays recognisable as one.
+                error = UnsafeDataError if isinstance(exc, UnsafeDataError) else CorruptDataError
+                raise error(
                     f"{self.location}: cannot decode {what}: {exc}",
                     location=self.location,
                     kind=kind,

@@ -1,6 +1,7 @@
 """Snapshot file stores: the whole state as one encoded file, or one file per kind.
 
-The layout is python-telegram-bot's: one file holding a dict of the five kinds
+:class:`PicklePersistence` writes pickle files, :class:`JSONPersistence` JSON files. The layout
+is python-telegram-bot's: one file holding a dict of the five kinds
 (``user_data``, ``chat_data``, ``bot_data``, ``callback_data``, ``conversations``), or, with
 ``single_file=False``, the files ``<path>_user_data``, ``<path>_chat_data``, ... each holding one
 kind. aiogram's records (kind ``fsm``) are one more entry of that dict, or the file
@@ -21,13 +22,13 @@ from typing import Any, cast
 
 from botstate._atomic import remove_stale_temporaries, replace_file
 from botstate.base import BD, CD, UD, PersistenceInput
-from botstate.codecs import Codec, PickleCodec
-from botstate.errors import CorruptDataError, EncodingError
+from botstate.codecs import Codec, get_codec
+from botstate.errors import CorruptDataError, EncodingError, UnsafeDataError
 from botstate.kinds import KEYED_KINDS, KINDS, ConversationKey, Kind, RecordKey
 from botstate.persistence import Persistence
 from botstate.stores.base import Change, Loaded, Store, copy_value
 
-__all__ = ["PicklePersistence", "SnapshotFileStore"]
+__all__ = ["JSONPersistence", "PicklePersistence", "SnapshotFileStore"]
 
 _log = logging.getLogger(__name__)
 
@@ -162,7 +163,10 @@ class SnapshotFileStore(Store):
         try:
             content = self.codec.decode(data, bot=bot)
         except CorruptDataError as exc:
-            raise self._corrupt(path, f"cannot be decoded as {self.codec.name}: {exc}") from exc
+            error = self._corrupt(path, f"cannot be decoded as {self.codec.name}: {exc}")
+            if isinstance(exc, UnsafeDataError):
+                error = UnsafeDataError(str(error), location=error.location)
+            raise error from exc
         _log.debug("read %s (%d bytes)", path, len(data))
         return content
 
@@ -233,7 +237,7 @@ class SnapshotFileStore(Store):
 
     def _encode(self, content: object, bot: Any) -> bytes:
         try:
-            return self.codec.encode(content, bot=bot)
+            return self.codec.encode_snapshot(content, bot=bot)
         except EncodingError as exc:
             raise EncodingError(f"{self.path}: cannot encode the state: {exc}") from exc
 
@@ -270,32 +274,12 @@ def _apply(image: dict[Kind, Any], change: Change, value: Any) -> None:
         image[kind] = value
 
 
-class PicklePersistence(Persistence[UD, CD, BD]):
-    """Persistence in pickle files laid out as python-telegram-bot's ``PicklePersistence``.
+class _FilePersistence(Persistence[UD, CD, BD]):
+    """A persistence on a :class:`SnapshotFileStore` whose codec writes :attr:`format`; the
+    arguments are documented by the subclasses."""
 
-    A bot switches by changing its import: files written by python-telegram-bot load here, and
-    python-telegram-bot loads the plain-data files written here. Unlike python-telegram-bot's
-    class, every write replaces the file atomically (a crash never leaves it half written), the
-    changes of one cycle are one write rather than one per id, file work runs off the event
-    loop, and a file that cannot be read is an error rather than a fresh start over it.
-
-    Loading a pickle can run code: only load files your bot wrote.
-
-    Args:
-        filepath: The pickle file, or with ``single_file=False`` the prefix of the five files
-            ``<filepath>_user_data``, ``_chat_data``, ``_bot_data``, ``_callback_data`` and
-            ``_conversations``.
-        store_data: Which kinds to store. Defaults to all of them.
-        single_file: One file (default) or one per kind.
-        on_flush: When True, nothing is written until :meth:`flush`. Defaults to False.
-        update_interval: Seconds between two persistence updates of the application.
-        context_types: python-telegram-bot's ``ContextTypes``, for the ``bot_data`` factory.
-
-    Attributes:
-        filepath: The file path, a :class:`pathlib.Path`.
-        single_file: As given; changing it takes effect with the next write.
-        on_flush: As given; changing it takes effect with the next update.
-    """
+    #: The codec name (format) the files are written in.
+    format: str
 
     def __init__(
         self,
@@ -305,8 +289,16 @@ class PicklePersistence(Persistence[UD, CD, BD]):
         on_flush: bool = False,
         update_interval: float = 60,
         context_types: Any = None,
+        *,
+        codec: Codec | str | None = None,
     ) -> None:
-        self._files = SnapshotFileStore(filepath, PickleCodec(), single_file)
+        chosen = get_codec(codec, default=self.format)
+        if chosen.name != self.format:
+            raise ValueError(
+                f"{type(self).__name__} writes {self.format} files; codec {chosen!r} writes "
+                f"{chosen.name}"
+            )
+        self._files = SnapshotFileStore(filepath, chosen, single_file)
         super().__init__(
             self._files,
             store_data=store_data,
@@ -326,3 +318,58 @@ class PicklePersistence(Persistence[UD, CD, BD]):
     @single_file.setter
     def single_file(self, value: bool) -> None:
         self._files.single_file = value
+
+
+class PicklePersistence(_FilePersistence[UD, CD, BD]):
+    """Persistence in pickle files laid out as python-telegram-bot's ``PicklePersistence``.
+
+    A bot switches by changing its import: files written by python-telegram-bot load here, and
+    python-telegram-bot loads the plain-data files written here. Unlike python-telegram-bot's
+    class, every write replaces the file atomically (a crash never leaves it half written), the
+    changes of one cycle are one write rather than one per id, file work runs off the event
+    loop, and a file that cannot be read is an error rather than a fresh start over it.
+
+    Loading a pickle can run code: only load files your bot wrote, or pass
+    ``codec="pickle-restricted"`` (see :class:`~botstate.codecs.PickleCodec`).
+
+    Args:
+        filepath: The pickle file, or with ``single_file=False`` the prefix of the five files
+            ``<filepath>_user_data``, ``_chat_data``, ``_bot_data``, ``_callback_data`` and
+            ``_conversations``.
+        store_data: Which kinds to store. Defaults to all of them.
+        single_file: One file (default) or one per kind.
+        on_flush: When True, nothing is written until :meth:`flush`. Defaults to False.
+        update_interval: Seconds between two persistence updates of the application.
+        context_types: python-telegram-bot's ``ContextTypes``, for the ``bot_data`` factory.
+        codec: ``"pickle"`` (default), ``"pickle-restricted"`` or a
+            :class:`~botstate.codecs.PickleCodec`.
+
+    Attributes:
+        filepath: The file path, a :class:`pathlib.Path`.
+        single_file: As given; changing it takes effect with the next write.
+        on_flush: As given; changing it takes effect with the next update.
+    """
+
+    format = "pickle"
+
+
+class JSONPersistence(_FilePersistence[UD, CD, BD]):
+    """Persistence in JSON files anyone can read, and that are safe to load from anywhere.
+
+    The layout is :class:`PicklePersistence`'s (one file holding the five kinds, or one file
+    per kind), and so are the guarantees: atomic replacement of every file, one write per cycle,
+    no file work on the event loop, an unreadable file is an error. The JSON is botstate's typed
+    notation (:mod:`botstate.codecs.json`): int ids stay ints, tuples stay tuples, sets, dates,
+    Enum members and TelegramObjects come back as they were stored. A value the notation cannot
+    hold exactly is refused with :class:`~botstate.errors.EncodingError` when it is stored.
+
+    The arguments and attributes are :class:`PicklePersistence`'s, with JSON files in place of
+    pickle files, except for the codec.
+
+    Args:
+        codec: ``"json"`` (default) or a :class:`~botstate.codecs.JSONCodec`, e.g.
+            ``JSONCodec(allow=["mybot.states"])`` to store the Enum members and plain objects of
+            your own modules.
+    """
+
+    format = "json"

@@ -55,7 +55,8 @@ class MemoryPersistence(Persistence[UD, CD, BD]):
         store_data: Which kinds to store. Defaults to all of them.
         update_interval: Seconds between two persistence updates of the application.
         context_types: python-telegram-bot's ``ContextTypes``, for the ``bot_data`` factory.
-        codec: ``"pickle"`` (default) or a codec instance.
+        codec: ``"pickle"`` (default), ``"pickle-restricted"``, ``"json"`` or a codec
+            instance.
     """
 
     def __init__(

@@ -66,8 +66,9 @@ class SQLiteStore(RecordStore):
     Args:
         path: The database file. Its folder must exist; the file is created on first use,
             readable and writable by its owner only.
-        codec: ``"pickle"`` (default) or a codec instance. A database remembers the codec it
-            was created with and refuses to be opened with another one.
+        codec: ``"pickle"`` (default), ``"pickle-restricted"``, ``"json"`` or a codec instance.
+            A database remembers the format it was created with and refuses to be opened with a
+            codec of another format; trusted and restricted pickle are one format.
         synchronous: ``"NORMAL"`` (default): durable against a crash of the process.
             ``"FULL"``: durable against power loss too, one more disk flush per commit.
         lock_timeout: Seconds a write waits for another process's write lock before raising
@@ -265,7 +266,8 @@ class SQLitePersistence(Persistence[UD, CD, BD]):
         store_data: Which kinds to store. Defaults to all of them.
         update_interval: Seconds between two persistence updates of the application.
         context_types: python-telegram-bot's ``ContextTypes``, for the ``bot_data`` factory.
-        codec: ``"pickle"`` (default) or a codec instance.
+        codec: ``"pickle"`` (default), ``"pickle-restricted"``, ``"json"`` or a codec
+            instance; see :mod:`botstate.codecs`.
         on_flush: When True, nothing is written until :meth:`flush`. Defaults to False.
         synchronous: ``"NORMAL"`` (default, crash-safe) or ``"FULL"`` (power-loss safe).
         lock_timeout: Seconds to wait for another writer's lock. Defaults to 5.
