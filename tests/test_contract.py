@@ -214,10 +214,10 @@ async def test_on_flush_can_be_switched_after_construction(stores: StoreFactory)
     await persistence.update_user_data(1, {"a": 1})
     assert stores.writes == []
     persistence.on_flush = False
+    # The change kept meanwhile goes with the next write; it does not wait for a flush.
     await persistence.update_user_data(2, {"b": 2})
-    assert await stores.open().get_user_data() == {2: {"b": 2}}
-    await persistence.flush()
     assert await stores.open().get_user_data() == {1: {"a": 1}, 2: {"b": 2}}
+    assert len(stores.writes) == 1
 
 
 @pytest.mark.parametrize("kind", ["user_data", "chat_data", "bot_data", "callback_data"])
@@ -311,6 +311,33 @@ async def test_encoding_errors_with_on_flush_surface_at_flush(stores: StoreFacto
     with pytest.raises(EncodingError, match=r"user_data\[2\]\['bad'\]"):
         await persistence.flush()
     assert await stores.open().get_user_data() == {1: {"ok": 1}}
+
+
+class NeedsTwoArguments(Exception):
+    """An exception class that pickles but does not unpickle (its __init__ takes two)."""
+
+    def __init__(self, order: int, reason: str) -> None:
+        super().__init__(f"order {order}: {reason}")
+
+
+async def test_a_value_that_does_not_load_back_fails_only_its_record(
+    stores: StoreFactory,
+) -> None:
+    persistence = stores.open()
+    await persistence.update_user_data(3, {"ok": "before"})
+    results = await asyncio.gather(
+        persistence.update_user_data(3, {"error": NeedsTwoArguments(1, "declined")}),
+        persistence.update_user_data(4, {"ok": 4}),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], EncodingError)
+    assert "user_data[3]['error']" in str(results[0])
+    assert results[1] is None
+    await persistence.update_user_data(5, {"ok": 5})
+    await persistence.flush()
+
+    restarted = stores.open()
+    assert await restarted.get_user_data() == {3: {"ok": "before"}, 4: {"ok": 4}, 5: {"ok": 5}}
 
 
 async def test_keys_of_the_wrong_type_are_refused(stores: StoreFactory) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from botstate import CorruptDataError, PicklePersistence, WriteError
+from botstate import ConflictError, CorruptDataError, PicklePersistence, WriteError
 from botstate._atomic import TEMP_MARK
 
 GOOD = {
@@ -105,28 +105,61 @@ async def test_a_temporary_file_left_by_a_killed_process_is_removed_on_load(
     assert not leftover.exists()
 
 
-async def test_a_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
-    folder = tmp_path / "state"
-    folder.mkdir()
-    persistence = PicklePersistence(folder / "bot.pickle")
+async def test_a_failed_write_keeps_the_previous_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    persistence = PicklePersistence(tmp_path / "bot.pickle")
     await persistence.update_user_data(1, {"v": 1})
-    before = (folder / "bot.pickle").read_bytes()
+    before = (tmp_path / "bot.pickle").read_bytes()
 
-    # A folder in place of the file makes the final rename fail.
-    (folder / "bot.pickle").unlink()
-    (folder / "bot.pickle").mkdir()
-    with pytest.raises(WriteError, match=r"bot\.pickle"):
+    # The file system refuses the final rename (a full or failing disk).
+    def failing_replace(source: str, target: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(WriteError, match=r"bot\.pickle.*No space left on device"):
         await persistence.update_user_data(1, {"v": 2})
-    (folder / "bot.pickle").rmdir()
-    (folder / "bot.pickle").write_bytes(before)
-    assert not list(folder.glob(f"*{TEMP_MARK}*"))
+    monkeypatch.undo()
+    assert (tmp_path / "bot.pickle").read_bytes() == before
+    assert not list(tmp_path.glob(f"*{TEMP_MARK}*"))
 
     # The failed record is written with the next successful batch.
     await persistence.update_user_data(2, {"v": 1})
-    assert await PicklePersistence(folder / "bot.pickle").get_user_data() == {
+    assert await PicklePersistence(tmp_path / "bot.pickle").get_user_data() == {
         1: {"v": 2},
         2: {"v": 1},
     }
+
+
+async def test_a_file_changed_by_someone_else_is_not_written_over(tmp_path: Path) -> None:
+    persistence = PicklePersistence(tmp_path / "bot.pickle")
+    await persistence.update_user_data(1, {"v": 1})
+
+    # A backup is restored while the bot runs.
+    restored = pickle.dumps({**GOOD, "user_data": {i: {"restored": i} for i in range(100)}})
+    (tmp_path / "bot.pickle").write_bytes(restored)
+    with pytest.raises(ConflictError, match=r"bot\.pickle was changed by another process"):
+        await persistence.update_user_data(2, {"v": 2})
+    assert (tmp_path / "bot.pickle").read_bytes() == restored
+
+    # A restarted bot uses the file as it is now.
+    restarted = PicklePersistence(tmp_path / "bot.pickle")
+    assert len(await restarted.get_user_data()) == 100
+    await restarted.update_user_data(500, {"v": 2})
+    assert len(await PicklePersistence(tmp_path / "bot.pickle").get_user_data()) == 101
+
+
+async def test_a_symlinked_store_is_written_through_the_link(tmp_path: Path) -> None:
+    (tmp_path / "shared").mkdir()
+    real = tmp_path / "shared" / "real.pickle"
+    good_file(real)
+    link = tmp_path / "bot.pickle"
+    link.symlink_to(real)
+
+    persistence = PicklePersistence(link)
+    await persistence.update_user_data(2, {"b": 2})
+    assert link.is_symlink()
+    assert pickle.loads(real.read_bytes())["user_data"] == {1: {"a": 1}, 2: {"b": 2}}
 
 
 # -- bad input ---------------------------------------------------------------------------------

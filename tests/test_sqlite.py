@@ -203,3 +203,77 @@ async def test_a_locked_database_raises_after_the_timeout_and_retries_later(
     assert await reopened.get_user_data() == {1: {"v": 2}, 2: {"v": 1}}
     await reopened.close()
     await persistence.close()
+
+
+def test_a_memory_database_path_points_to_memory_persistence() -> None:
+    with pytest.raises(ValueError, match="use MemoryPersistence"):
+        SQLitePersistence(":memory:")
+
+
+async def test_another_applications_database_is_refused_and_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE customers (name TEXT)")
+        connection.execute("INSERT INTO customers VALUES ('Ada')")
+    before = path.read_bytes()
+    with pytest.raises(CorruptDataError, match=r"app\.db is an SQLite database of another"):
+        await SQLitePersistence(path).get_user_data()
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("dropped", ["botstate_records", "botstate_meta"])
+async def test_a_botstate_database_missing_a_table_is_refused(
+    tmp_path: Path, dropped: str
+) -> None:
+    path = tmp_path / "bot.db"
+    persistence = SQLitePersistence(path)
+    await persistence.update_user_data(1, {"a": 1})
+    await persistence.close()
+    with sqlite3.connect(path) as connection:
+        connection.execute(f"DROP TABLE {dropped}")
+    with pytest.raises(CorruptDataError, match=rf"without its {dropped} table"):
+        await SQLitePersistence(path).get_user_data()
+
+
+async def test_an_emptied_format_stamp_with_records_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    persistence = SQLitePersistence(path)
+    await persistence.update_user_data(1, {"a": 1})
+    await persistence.close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("DELETE FROM botstate_meta")
+    with pytest.raises(CorruptDataError, match="lost its format stamp but 1 records"):
+        await SQLitePersistence(path).get_user_data()
+
+
+async def test_flush_and_close_after_a_failed_open_raise_botstates_error(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    path.write_bytes(b"not a database at all" * 50)
+    persistence = SQLitePersistence(path)
+    with pytest.raises(CorruptDataError):
+        await persistence.get_user_data()
+    with pytest.raises(CorruptDataError):
+        await persistence.update_user_data(7, {"x": 1})
+    with pytest.raises(CorruptDataError, match=r"bot\.db is not a usable SQLite database"):
+        await persistence.flush()
+    with pytest.raises(CorruptDataError):
+        await persistence.close()
+
+
+def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path: Path) -> None:
+    writer = (
+        "import asyncio, sys, botstate\n"
+        "async def main():\n"
+        "    p = botstate.SQLitePersistence(sys.argv[1], lock_timeout=10)\n"
+        "    await asyncio.gather(*(p.update_user_data(int(sys.argv[2]) * 100 + n, {}) "
+        "for n in range(50)))\n"
+        "    await p.close()\n"
+        "asyncio.run(main())\n"
+    )
+    for round_number in range(2):
+        path = tmp_path / f"race{round_number}.db"
+        children = [
+            subprocess.Popen([sys.executable, "-c", writer, str(path), str(n)]) for n in range(6)
+        ]
+        assert [child.wait(timeout=120) for child in children] == [0] * 6
+        assert len(rows(path)) == 300

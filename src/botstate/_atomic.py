@@ -8,6 +8,7 @@ sees the old file or the new one, never a mixture.
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import stat
@@ -32,6 +33,8 @@ def replace_file(path: Path, data: bytes) -> None:
     Raises:
         WriteError: When any step fails; *path* then still holds its previous content.
     """
+    # A symlinked store (state kept in a shared folder, say) is written through the link.
+    path = Path(os.path.realpath(path))
     folder = path.parent
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
@@ -74,8 +77,9 @@ def _fsync_folder(folder: Path) -> None:
 
 def remove_stale_temporaries(path: Path) -> None:
     """Delete temporary files a killed process left beside *path*."""
+    path = Path(os.path.realpath(path))
     try:
-        leftovers = list(path.parent.glob(path.name + TEMP_MARK + "*"))
+        leftovers = list(path.parent.glob(glob.escape(path.name) + TEMP_MARK + "*"))
     except OSError:
         return
     for leftover in leftovers:

@@ -33,7 +33,13 @@ from typing import Any, Final, Generic, TypeVar, cast
 
 from botstate.base import BD, CD, UD, BasePersistence, CallbackData, PersistenceInput
 from botstate.codecs.base import find_unencodable
-from botstate.errors import BotStateError, ConflictError, EncodingError, WriteError
+from botstate.errors import (
+    BotStateError,
+    ConflictError,
+    CorruptDataError,
+    EncodingError,
+    WriteError,
+)
 from botstate.kinds import KINDS, ConversationKey, Kind, RecordKey, check_key, describe
 from botstate.stores.base import Change, Loaded, Store, Written, copy_value, handler_of
 
@@ -361,6 +367,10 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
         if self.on_flush:
             self._pending[update.address] = update
             return
+        if self._pending:
+            # Kept while on_flush was True: they go with this write, unless it replaces them.
+            self._retry.update(self._pending)
+            self._pending.clear()
         await self._enqueue(update)
 
     def _enqueue(self, update: _Update) -> asyncio.Future[None]:
@@ -391,12 +401,18 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
                 errors, failed = await self._call(self._commit, retries + updates)
             except BaseException as exc:
                 # The worker could not run at all; nothing of this batch was written.
-                errors, failed = dict.fromkeys(addresses, exc), retries + updates
+                failed = retries + updates
+                errors = {update.address: exc for update in failed}
                 if not isinstance(exc, Exception):
                     raise
             for update in failed:
                 self._retry.setdefault(update.address, update)
-                self._last_failure = errors[update.address]
+                self._last_failure = errors.get(update.address, self._last_failure)
+            for update in retries:
+                # A retried change has no caller left to hear of a value that cannot be stored.
+                error = errors.get(update.address)
+                if error is not None and update not in failed:
+                    _log.warning("%s", error)
             for update, future in batch:
                 if future.done():
                     continue
@@ -437,8 +453,16 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
             digest = _digest(data)
             if digest == self._known_digest(update):
                 continue
+
+            # Store only what loads back: a value that encodes but fails to decode (an exception
+            # class whose __init__ takes other arguments, say) would break the next start.
+            try:
+                copy = self.store.codec.decode(data, bot=self.bot)
+            except CorruptDataError as exc:
+                errors[address] = self._encoding_error(update, exc, round_trip=True)
+                continue
             base = self._base_version(update.kind, update.key) if self.store.shared else None
-            changes.append(Change(update.kind, update.key, update.value, data, base))
+            changes.append(Change(update.kind, update.key, copy, data, base))
             digests[address] = digest
 
         if not changes:
@@ -518,18 +542,29 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
         data = self.store.stored_data(update.kind, update.key, self.bot)
         return None if data is None else _digest(data)
 
-    def _encoding_error(self, update: _Update, exc: EncodingError) -> EncodingError:
+    def _encoding_error(
+        self, update: _Update, exc: EncodingError | CorruptDataError, round_trip: bool = False
+    ) -> EncodingError:
+        """The error of one record that cannot be stored, naming it and the part that failed.
+
+        With *round_trip*, the value encoded but its bytes did not decode back.
+        """
+        codec, bot = self.store.codec, self.bot
         what = describe(update.kind, update.key)
         # A codec that knows where it failed says so; for the others, find it by re-encoding.
-        path = exc.path
+        path = getattr(exc, "path", None)
         if path is None:
-            path = find_unencodable(
-                update.value, lambda part: self.store.codec.encode(part, bot=self.bot)
-            )
+            if round_trip:
+                path = find_unencodable(
+                    update.value, lambda part: codec.decode(codec.encode(part, bot=bot), bot=bot)
+                )
+            else:
+                path = find_unencodable(update.value, lambda part: codec.encode(part, bot=bot))
         path = path or None
         where = what + (path or "")
+        problem = f"it encodes but does not load back ({exc})" if round_trip else str(exc)
         error = EncodingError(
-            f"cannot store {where}: {exc}; the previously stored {what} is kept",
+            f"cannot store {where}: {problem}; the previously stored {what} is kept",
             kind=update.kind,
             key=update.key,
             path=path,

@@ -72,6 +72,7 @@ def copy_value(value: object, bot: Any) -> Any:
 class Change:
     """One record to write (``data`` holds its encoded value) or delete (``data`` is None).
 
+    ``value`` is a private copy decoded from ``data``, which snapshot stores keep in memory.
     ``base`` is the stored version the new value was derived from, as the persistence knows it
     (0: the record was not stored); None when it does not know. Shared stores compare it with
     the stored version to detect a write based on a stale record; other stores ignore it.

@@ -23,7 +23,7 @@ from typing import Any, cast
 from botstate._atomic import remove_stale_temporaries, replace_file
 from botstate.base import BD, CD, UD, PersistenceInput
 from botstate.codecs import Codec, get_codec
-from botstate.errors import CorruptDataError, EncodingError, UnsafeDataError
+from botstate.errors import ConflictError, CorruptDataError, EncodingError, UnsafeDataError
 from botstate.kinds import KEYED_KINDS, KINDS, ConversationKey, Kind, RecordKey
 from botstate.persistence import Persistence
 from botstate.stores.base import Change, Loaded, Store, copy_value
@@ -60,6 +60,8 @@ class SnapshotFileStore(Store):
         self._image: dict[Kind, Any] = {}
         # The layout the image was read from or last written in; None before any read.
         self._layout: bool | None = None
+        # What each file looked like when last read or written (None: absent).
+        self._seen: dict[Path, tuple[int, int, int] | None] = {}
 
     @property
     def location(self) -> str:
@@ -154,6 +156,7 @@ class SnapshotFileStore(Store):
 
     def _read_file(self, path: Path, bot: Any) -> Any:
         remove_stale_temporaries(path)
+        self._seen[path] = _signature(path)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -206,8 +209,11 @@ class SnapshotFileStore(Store):
             section = image[kind]
             image[kind] = dict(section) if isinstance(section, dict) else section
         for change in changes:
-            _apply(image, change, self._private_copy(change, bot))
+            # The change carries a private copy (decoded from its bytes), so later edits of
+            # the caller's object cannot reach the file.
+            _apply(image, change, change.value)
 
+        files: list[tuple[Path, bytes]] = []
         if self.single_file:
             content = {
                 kind: image[kind]
@@ -215,31 +221,49 @@ class SnapshotFileStore(Store):
                 if image[kind] is not _ABSENT and not _unused(kind, image[kind])
             }
             content.setdefault("callback_data", None)
-            replace_file(self.path, self._encode(content, bot))
+            files.append((self.path, self._encode(content, bot)))
         else:
             for kind in to_write:
                 section = image[kind]
                 if kind not in changed and _unused(kind, section):
                     continue
-                replace_file(
-                    self.file_of(kind),
-                    self._encode(None if section is _ABSENT else section, bot),
-                )
+                data = self._encode(None if section is _ABSENT else section, bot)
+                files.append((self.file_of(kind), data))
+
+        # Never write over a file someone else changed since it was read (a backup restored
+        # under a running bot, a second process): check every file before writing any.
+        for path, _ in files:
+            self._check_unchanged(path)
+        for path, data in files:
+            replace_file(path, data)
+            self._seen[path] = _signature(path)
         self._image = image
         self._layout = self.single_file
 
-    def _private_copy(self, change: Change, bot: Any) -> Any:
-        """The value to keep in the image: decoded from what was encoded, so later edits of the
-        caller's object cannot reach the file."""
-        if change.data is None:
-            return None
-        return self.codec.decode(change.data, bot=bot)
+    def _check_unchanged(self, path: Path) -> None:
+        if path in self._seen and _signature(path) != self._seen[path]:
+            raise ConflictError(
+                f"{path} was changed by another process since botstate read it; botstate does "
+                "not write over it. Restart the bot to use the file as it is now (changes made "
+                "since are kept in memory and tried again with the next write)."
+            )
 
     def _encode(self, content: object, bot: Any) -> bytes:
         try:
             return self.codec.encode_snapshot(content, bot=bot)
         except EncodingError as exc:
             raise EncodingError(f"{self.path}: cannot encode the state: {exc}") from exc
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    """Inode, size and modification time of *path*; None when it does not exist."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return (-1, -1, -1)  # Unreadable now: the read or write that follows says why.
+    return (status.st_ino, status.st_size, status.st_mtime_ns)
 
 
 def _empty(kind: Kind) -> Any:

@@ -88,6 +88,11 @@ class SQLiteStore(RecordStore):
         super().__init__(get_codec(codec), on_corrupt)
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
+        if str(path) == ":memory:" or str(path).startswith("file:"):
+            raise ValueError(
+                f"SQLitePersistence takes the path of a database file, not {str(path)!r}; "
+                "for a store in memory use MemoryPersistence"
+            )
         self.path = Path(path)
         self.synchronous: Synchronous = synchronous
         self.lock_timeout = lock_timeout
@@ -111,41 +116,108 @@ class SQLiteStore(RecordStore):
                 check_same_thread=False,
             )
         except sqlite3.Error as exc:
-            raise CorruptDataError(
-                f"{self.path} cannot be opened as an SQLite database: {exc}",
-                location=str(self.path),
-            ) from exc
+            raise self._open_error(exc) from exc
         try:
-            self._prepare(connection)
+            meta = self._prepare(connection)
+            self.check_stamp(meta, FORMAT_VERSION)
         except BaseException:
             connection.close()
             raise
         self._connection = connection
         _log.info("opened %s (format %d, codec %s)", self.path, FORMAT_VERSION, self.codec.name)
 
-    def _prepare(self, connection: sqlite3.Connection) -> None:
+    def _prepare(self, connection: sqlite3.Connection) -> dict[str, str]:
+        """Set the journal mode, check or create the tables, return the format stamp."""
+        # Several processes opening a new database at once race for the first write; switching
+        # to WAL does not always wait for the lock, so the open is retried until lock_timeout.
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                return self._prepare_once(connection)
+            except sqlite3.OperationalError as exc:
+                if _locked(exc) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
+                raise self._open_error(exc) from exc
+            except sqlite3.DatabaseError as exc:
+                raise self._open_error(exc) from exc
+
+    def _prepare_once(self, connection: sqlite3.Connection) -> dict[str, str]:
+        # Look before changing anything: switching to WAL rewrites the file's header.
+        self._check_tables(connection)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(f"PRAGMA synchronous={self.synchronous}")
+        connection.execute("BEGIN IMMEDIATE")
         try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute(f"PRAGMA synchronous={self.synchronous}")
-            with self._transaction(connection, "open"):
-                for statement in _SCHEMA:
-                    connection.execute(statement)
-                meta = dict(connection.execute("SELECT name, value FROM botstate_meta"))
-                if not meta:
-                    connection.executemany(
-                        "INSERT INTO botstate_meta (name, value) VALUES (?, ?)",
-                        [
-                            ("format_version", str(FORMAT_VERSION)),
-                            ("codec", self.codec.name),
-                            ("created", f"{time.time():.3f}"),
-                        ],
+            self._check_tables(connection)
+            for statement in _SCHEMA:
+                connection.execute(statement)
+            meta: dict[str, str] = dict(
+                connection.execute("SELECT name, value FROM botstate_meta")
+            )
+            if not meta:
+                (stored,) = connection.execute("SELECT count(*) FROM botstate_records").fetchone()
+                if stored:
+                    raise CorruptDataError(
+                        f"{self.path}: the botstate_meta table lost its format stamp but "
+                        f"{stored} records are stored; botstate leaves the file as it is",
+                        location=str(self.path),
                     )
-                    meta = {"format_version": str(FORMAT_VERSION), "codec": self.codec.name}
-        except sqlite3.DatabaseError as exc:
+                meta = {"format_version": str(FORMAT_VERSION), "codec": self.codec.name}
+                connection.executemany(
+                    "INSERT INTO botstate_meta (name, value) VALUES (?, ?)",
+                    [*meta.items(), ("created", f"{time.time():.3f}")],
+                )
+            connection.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+            raise
+        return meta
+
+    def _check_tables(self, connection: sqlite3.Connection) -> None:
+        """Refuse a database that is not botstate's, or a botstate database missing a table."""
+        tables = {
+            name
+            for (name,) in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            )
+            if not name.startswith("sqlite_")
+        }
+        if not tables:
+            return  # A new (or empty) database.
+        ours = {"botstate_meta", "botstate_records"}
+        if not tables & ours:
             raise CorruptDataError(
-                f"{self.path} is not a usable SQLite database: {exc}", location=str(self.path)
-            ) from exc
-        self.check_stamp(meta, FORMAT_VERSION)
+                f"{self.path} is an SQLite database of another application (tables "
+                f"{', '.join(sorted(tables))}); botstate keeps its state in a database of its "
+                "own, so give it a new file",
+                location=str(self.path),
+            )
+        for missing in sorted(ours - tables):
+            raise CorruptDataError(
+                f"{self.path} is a botstate database without its {missing} table; "
+                "botstate leaves the file as it is",
+                location=str(self.path),
+            )
+
+    def _open_error(self, exc: sqlite3.Error) -> Exception:
+        """Translate an error met while opening into botstate's, naming the file."""
+        text = str(exc)
+        if _locked(exc):
+            return StoreLockedError(
+                f"{self.path} stayed locked by another process for {self.lock_timeout:g} s "
+                "while opening; nothing was changed. Raise lock_timeout or stop the other writer."
+            )
+        if "readonly" in text or "unable to open" in text or "permission" in text.lower():
+            return WriteError(
+                f"cannot open {self.path} for reading and writing: {text}; SQLite needs write "
+                "access to the file and to its folder (for its journal files)"
+            )
+        return CorruptDataError(
+            f"{self.path} is not a usable SQLite database: {text}; botstate leaves it as it is",
+            location=str(self.path),
+        )
 
     def close(self) -> None:
         if self._connection is not None:
@@ -218,7 +290,7 @@ class SQLiteStore(RecordStore):
             raise
 
     def _translate(self, exc: sqlite3.Error, what: str) -> Exception:
-        if "locked" in str(exc) or "busy" in str(exc):
+        if _locked(exc):
             return StoreLockedError(
                 f"{self.path} stayed locked by another process for {self.lock_timeout:g} s "
                 f"during {what}; nothing was changed. Raise lock_timeout or stop the other "
@@ -240,6 +312,10 @@ class SQLiteStore(RecordStore):
         meta = dict(connection.execute("SELECT name, value FROM botstate_meta"))
         (last,) = connection.execute("SELECT max(updated) FROM botstate_records").fetchone()
         return {**meta, "last_write": last}
+
+
+def _locked(exc: sqlite3.Error) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _create_private(path: Path) -> None:
