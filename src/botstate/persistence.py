@@ -15,7 +15,10 @@
 * on a store shared by several processes (:attr:`~botstate.stores.base.Store.shared`), every
   record's stored version is remembered: ``refresh_*`` and :meth:`Persistence.refresh_conversation`
   bring the application's objects up to the newest stored version, and a write based on a
-  replaced version is reported as a conflict.
+  replaced version is reported as a conflict;
+* on stores that check versions (:attr:`~botstate.stores.base.Store.checks_versions`), one
+  record can be read with its version and written back only if that version is still stored:
+  a compare-and-set, atomic across processes.
 
 Stores (:mod:`botstate.stores`) only load and durably write; they run on one worker thread per
 persistence so that file and database calls never block the event loop.
@@ -47,12 +50,16 @@ _Address = tuple[Kind, RecordKey]
 
 @dataclass(frozen=True, slots=True)
 class _Update:
-    """One call of ``update_*`` (``delete`` False) or ``drop_*`` (``delete`` True)."""
+    """One call of ``update_*`` (``delete`` False) or ``drop_*`` (``delete`` True).
+
+    ``expect`` is the stored version a compare-and-set requires; None for a plain write.
+    """
 
     kind: Kind
     key: RecordKey
     value: object
     delete: bool = False
+    expect: int | None = None
 
     @property
     def address(self) -> _Address:
@@ -196,28 +203,85 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
         Raises:
             CorruptDataError: When the stored record cannot be decoded.
         """
+        value, _ = await self.get_versioned_record(kind, key)
+        return value
+
+    async def get_versioned_record(
+        self, kind: Kind, key: RecordKey
+    ) -> tuple[object | None, int | None]:
+        """Return :meth:`get_record`'s copy of one record and the stored version it read.
+
+        The version is 0 when the record is not stored. Pass it as ``version`` to
+        :meth:`update_record` or :meth:`drop_record` to write only if no other process (or
+        task) wrote the record since. It is None where no such check can be made: on stores
+        that keep no versions shared between processes (memory, pickle files), with
+        ``on_flush=True``, and for a kind switched off in ``store_data``.
+
+        Raises:
+            CorruptDataError: When the stored record cannot be decoded.
+        """
         check_key(kind, key)
         if not self._stores(kind):
-            return None
+            return None, None
         await self._settle()
         pending = self._pending.get((kind, key))
         if pending is not None:
-            return None if pending.delete else copy_value(pending.value, self.bot)
-        return await self._call(self._load_record_blocking, kind, key)
+            return (None if pending.delete else copy_value(pending.value, self.bot)), None
+        value, version = await self._call(self._load_record_blocking, kind, key)
+        return value, (version if self.store.checks_versions and not self.on_flush else None)
 
-    async def update_record(self, kind: Kind, key: RecordKey, value: object) -> None:
-        """Store one record of any kind, as the ``update_*`` methods do for theirs."""
-        if self._stores(kind):
-            await self._submit(_Update(kind, key, value))
+    async def update_record(
+        self, kind: Kind, key: RecordKey, value: object, *, version: int | None = None
+    ) -> None:
+        """Store one record of any kind, as the ``update_*`` methods do for theirs.
 
-    async def drop_record(self, kind: Kind, key: RecordKey) -> None:
-        """Delete one record of any kind, as the ``drop_*`` methods do for theirs."""
+        Args:
+            kind: The record's kind.
+            key: The record's key.
+            value: The new value.
+            version: When given, a compare-and-set: the record is stored only if its stored
+                version is still this one (0: only if it is not stored), as
+                :meth:`get_versioned_record` returned it. Check and write are one atomic step
+                of the store, across processes. With ``on_flush=True`` the check is made when
+                :meth:`flush` writes the record. A value equal to the one last read is not
+                written, so not checked either: it changes nothing.
+
+        Raises:
+            ConflictError: When the stored version is no longer *version*; nothing was
+                written. Read the record again and repeat the change.
+            ValueError: When *version* is given to a store that cannot check it.
+        """
         if self._stores(kind):
-            await self._submit(_Update(kind, key, None, delete=True))
+            await self._submit(_Update(kind, key, value, expect=self._expected(version)))
+
+    async def drop_record(self, kind: Kind, key: RecordKey, *, version: int | None = None) -> None:
+        """Delete one record of any kind, as the ``drop_*`` methods do for theirs.
+
+        *version* makes it a compare-and-set, as for :meth:`update_record`; a record that is
+        gone already is no conflict.
+        """
+        if self._stores(kind):
+            await self._submit(
+                _Update(kind, key, None, delete=True, expect=self._expected(version))
+            )
 
     def _stores(self, kind: Kind) -> bool:
         """False for a kind switched off in ``store_data``; kinds it does not name are stored."""
         return bool(getattr(self.store_data, kind, True))
+
+    def _expected(self, version: int | None) -> int | None:
+        """Check the ``version`` of a compare-and-set."""
+        if version is None:
+            return None
+        if not self.store.checks_versions:
+            raise ValueError(
+                f"{self.store.location} keeps no record versions shared between processes, "
+                "so it cannot check version=; pass version=None (get_versioned_record gives "
+                "None for this store)"
+            )
+        if type(version) is not int or version < 0:
+            raise ValueError(f"version must be a stored version, an int >= 0, got {version!r}")
+        return version
 
     # -- refreshes ------------------------------------------------------------------------------
 
@@ -345,14 +409,15 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
         _log.debug("%s: loaded %d %s records", self.store.location, len(result), kind)
         return result
 
-    def _load_record_blocking(self, kind: Kind, key: RecordKey) -> object | None:
+    def _load_record_blocking(self, kind: Kind, key: RecordKey) -> tuple[object | None, int]:
+        """One record's value and stored version (0 when it is not stored, or has none)."""
         record = self.store.load_record(kind, key, self.bot)
         if record is None:
             self._digests[kind].pop(key, None)
-            return None
+            return None, 0
         if record.data is not None:
             self._digests[kind][key] = _digest(record.data)
-        return record.value
+        return record.value, record.version or 0
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -397,6 +462,13 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
             for update in failed:
                 self._retry.setdefault(update.address, update)
                 self._last_failure = errors[update.address]
+            # A change tried again and now refused (a conflict) has no caller left to tell.
+            kept = {id(update) for update in failed}
+            for update in retries:
+                if update.address in errors and id(update) not in kept:
+                    _log.warning(
+                        "dropped a change whose first write had failed: %s", errors[update.address]
+                    )
             for update, future in batch:
                 if future.done():
                     continue
@@ -425,8 +497,9 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
         changes: list[Change] = []
         digests: dict[_Address, bytes | None] = {}
         for address, update in latest.items():
+            strict = update.expect is not None
             if update.delete:
-                changes.append(Change(update.kind, update.key, None, None))
+                changes.append(Change(update.kind, update.key, None, None, update.expect, strict))
                 digests[address] = None
                 continue
             try:
@@ -437,8 +510,10 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
             digest = _digest(data)
             if digest == self._known_digest(update):
                 continue
-            base = self._base_version(update.kind, update.key) if self.store.shared else None
-            changes.append(Change(update.kind, update.key, update.value, data, base))
+            base = update.expect
+            if self.store.shared and not strict:
+                base = self._base_version(update.kind, update.key)
+            changes.append(Change(update.kind, update.key, update.value, data, base, strict))
             digests[address] = digest
 
         if not changes:
@@ -485,14 +560,22 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
     def _note_versions(
         self, written: Written[RecordKey], changes: Sequence[Change]
     ) -> dict[_Address, BaseException]:
-        """Remember the versions a shared store reports; return the errors of refused writes."""
+        """Remember the versions a store reports; return the errors of refused writes."""
         for (kind, key), version in written.versions.items():
             self._versions[kind][key] = version
         bases = {(change.kind, change.key): change.base for change in changes}
+        strict = {(change.kind, change.key) for change in changes if change.strict}
         errors: dict[_Address, BaseException] = {}
         for address, found in written.conflicts.items():
             what = describe(*address)
-            if address in written.refused:
+            if address in written.refused and address in strict:
+                errors[address] = ConflictError(
+                    f"{self.store.location}: {what} was not stored: it was read at version "
+                    f"{bases.get(address)}, and another process (or task) has changed it since "
+                    f"(stored version now {found}, 0 when deleted). Read it again and repeat "
+                    "the change."
+                )
+            elif address in written.refused:
                 errors[address] = ConflictError(
                     f"{self.store.location}: {what} was not stored: another process replaced "
                     f"version {bases.get(address)} with version {found} since this one read it "

@@ -29,7 +29,7 @@ from typing import Final, TypeVar, cast
 from botstate.codecs import Codec
 from botstate.errors import StoreUnavailableError
 from botstate.kinds import KINDS, ConversationKey, Kind, key_from_text
-from botstate.stores.base import OnConflict, OnCorrupt, RecordStore
+from botstate.stores.base import Delete, OnConflict, OnCorrupt, RecordStore, Row
 from botstate.urls import mask_url
 
 __all__ = ["Ttl", "ServerStore", "group_of", "ttl_per_kind"]
@@ -107,6 +107,7 @@ class ServerStore(RecordStore):
     """
 
     shared = True
+    checks_versions = True
 
     def __init__(
         self,
@@ -134,6 +135,11 @@ class ServerStore(RecordStore):
     @property
     def location(self) -> str:
         return self._url
+
+    def refuses(self, change: Row | Delete) -> bool:
+        """Whether a conflict leaves the record of *change* alone: a strict change, or
+        ``on_conflict="raise"``."""
+        return change.strict or self.on_conflict == "raise"
 
     #: The driver's exceptions that mean the connection failed or was lost.
     connection_errors: tuple[type[BaseException], ...] = ()
