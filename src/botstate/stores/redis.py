@@ -333,10 +333,11 @@ class RedisPersistence(Persistence[UD, CD, BD]):
             ``"raise"``: the stored record stays, the update raises
             :class:`~botstate.errors.ConflictError`, and the next refresh loads the stored value.
         ttl: Seconds without a write after which records expire: a number for the records
-            of users and chats (data and conversation states), or a mapping per kind such as
-            ``{"user_data": 86400, "bot_data": 3600}``. The records of one id (a user's data, a
-            chat's data, the conversations keyed by it) share one deadline, which every write to
-            one of them moves later. Defaults to None: nothing expires.
+            of users and chats (data, conversation states and aiogram's states and data), or a
+            mapping per kind such as ``{"user_data": 86400, "bot_data": 3600, "fsm": 3600}``.
+            The records of one id (a user's data, a chat's data, the conversations keyed by it)
+            share one deadline, which every write to one of them moves later; each aiogram key
+            has a deadline of its own. Defaults to None: nothing expires.
         on_corrupt: ``"raise"`` (default) or ``"skip"`` for records that cannot be decoded.
         retries: Tries again after a lost connection, with a doubling delay. Defaults to 2.
         max_backoff: The longest wait between two tries, in seconds. Defaults to 1.

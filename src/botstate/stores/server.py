@@ -41,10 +41,11 @@ _T = TypeVar("_T")
 #: The ``ttl`` option: seconds for users and chats, seconds per kind, or None for no expiry.
 Ttl = float | Mapping[str, float] | None
 
-#: The kinds a plain number of seconds applies to. ``bot_data`` and ``callback_data`` expire
-#: only when named: unchanged records are not written again, so a bot whose ``bot_data`` stays
-#: the same for longer than a plain ``ttl`` would lose it.
-_PER_ID_KINDS: Final[tuple[Kind, ...]] = ("user_data", "chat_data", "conversations")
+#: The kinds a plain number of seconds applies to: the records of users and chats, aiogram's
+#: states and data (``fsm``) included. ``bot_data`` and ``callback_data`` expire only when
+#: named: unchanged records are not written again, so a bot whose ``bot_data`` stays the same
+#: for longer than a plain ``ttl`` would lose it.
+_PER_ID_KINDS: Final[tuple[Kind, ...]] = ("user_data", "chat_data", "conversations", "fsm")
 
 #: The first delay before a connection is tried again, in seconds.
 FIRST_BACKOFF: Final = 0.05
@@ -80,6 +81,11 @@ def group_of(kind: str, key: str) -> str | None:
     the chat id for per-chat handlers (python-telegram-bot's default) and with the user id for
     per-user ones. ``bot_data``, ``callback_data`` and conversations keyed by neither (only a
     message id) are records of their own.
+
+    So is each aiogram key (kind ``fsm``): its state and data are one record, which expires on
+    its own deadline, as aiogram's own storages expire each key. Tying it to the chat's group
+    would keep a form that one member of a busy group left alone for as long as the others
+    write.
     """
     if kind in ("user_data", "chat_data"):
         return key
