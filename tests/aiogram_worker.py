@@ -62,7 +62,8 @@ async def run(label: str, job: dict[str, Any], read_line: Any) -> dict[str, Any]
     try:
         await storage.get_data(KEY)  # opens the store before the start
         print(json.dumps({"ready": label}), flush=True)
-        await read_line()
+        start = await read_line()
+        assert start == "go\n", f"expected the start signal, got {start!r}"
 
         async def updates(task: int) -> None:
             for n in range(job["count"]):
