@@ -11,7 +11,7 @@ import pytest
 
 from botstate import BotStateError, JSONPersistence, PicklePersistence, SQLitePersistence
 from botstate.persistence import Persistence
-from botstate.stores.base import Change
+from botstate.stores.base import Change, Written
 from botstate.stores.memory import MemoryStore
 
 from . import servers
@@ -30,6 +30,11 @@ STORE_NAMES = [
     "redis-json",
     "postgres",
     "postgres-json",
+]
+
+#: Those of them that check record versions: a compare-and-set, atomic across processes.
+VERSIONED_STORE_NAMES = [
+    name for name in STORE_NAMES if name.partition("-")[0] in ("sqlite", "redis", "postgres")
 ]
 
 
@@ -91,11 +96,12 @@ class StoreFactory:
         if store in self._counted:
             return  # The memory store is shared by every persistence the factory opens.
         self._counted.append(store)
-        write: Callable[..., None] = store.write
+        write: Callable[..., Written[Any] | None] = store.write
 
-        def counting_write(changes: list[Change], bot: Any) -> None:
-            write(changes, bot)
+        def counting_write(changes: list[Change], bot: Any) -> Written[Any] | None:
+            written = write(changes, bot)
             self.writes.append([(change.kind, change.key) for change in changes])
+            return written
 
         store.write = counting_write  # type: ignore[method-assign]
 
@@ -113,3 +119,21 @@ async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     factory = StoreFactory(request.param, tmp_path)
     yield factory
     await factory.close_all()
+
+
+@contextlib.asynccontextmanager
+async def store_factory(name: str, folder: Path) -> AsyncIterator[StoreFactory]:
+    """A :class:`StoreFactory` on store *name*, closed (and its server data removed) after."""
+    factory = StoreFactory(name, folder)
+    try:
+        yield factory
+    finally:
+        await factory.close_all()
+
+
+@pytest.fixture(params=VERSIONED_STORE_NAMES)
+async def versioned_stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StoreFactory]:
+    async with store_factory(request.param, tmp_path) as factory:
+        yield factory

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from botstate import PersistenceInput, SQLitePersistence
+from botstate import ConflictError, PersistenceInput, SQLitePersistence, StoreLockedError
 from botstate.kinds import KINDS, check_key, describe, key_from_text, key_to_text
+from botstate.persistence import Persistence
 from botstate.stores.base import Change
 from botstate.stores.sqlite import SQLiteStore
 
-from .conftest import StoreFactory
+from .conftest import STORE_NAMES, VERSIONED_STORE_NAMES, StoreFactory, store_factory
 
 FSM_KEY = (700000001, -1001234567890, 2**40, 17, "biz-1", "default")
 
@@ -117,6 +122,178 @@ async def test_walking_every_kind_copies_fsm_records_too(
     assert await copy.get_user_data() == {1: {"u": 1}}
     assert await copy.get_record("fsm", FSM_KEY) == {"state": "S", "data": {"n": 1}}
     await copy.close()
+
+
+# -- compare-and-set ----------------------------------------------------------------------------
+
+
+async def test_stores_say_whether_they_check_versions(stores: StoreFactory) -> None:
+    assert stores.open().store.checks_versions == (stores.name in VERSIONED_STORE_NAMES)
+
+
+@pytest.fixture(params=[name for name in STORE_NAMES if name not in VERSIONED_STORE_NAMES])
+async def unversioned_stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StoreFactory]:
+    async with store_factory(request.param, tmp_path) as factory:
+        yield factory
+
+
+async def test_stores_without_shared_versions_give_none_and_refuse_a_version(
+    unversioned_stores: StoreFactory,
+) -> None:
+    persistence = unversioned_stores.open()
+    await persistence.update_record("fsm", FSM_KEY, {"a": 1})
+    assert await persistence.get_versioned_record("fsm", FSM_KEY) == ({"a": 1}, None)
+    with pytest.raises(ValueError, match="keeps no record versions shared between processes"):
+        await persistence.update_record("fsm", FSM_KEY, {"a": 2}, version=1)
+    with pytest.raises(ValueError, match="cannot check version="):
+        await persistence.drop_record("fsm", FSM_KEY, version=1)
+    assert await persistence.get_record("fsm", FSM_KEY) == {"a": 1}
+
+
+async def test_a_write_at_the_version_read_is_stored(versioned_stores: StoreFactory) -> None:
+    persistence = versioned_stores.open()
+    assert await persistence.get_versioned_record("fsm", FSM_KEY) == (None, 0)
+    await persistence.update_record("fsm", FSM_KEY, {"a": 1}, version=0)
+    value, version = await persistence.get_versioned_record("fsm", FSM_KEY)
+    assert value == {"a": 1}
+    assert isinstance(version, int)
+    assert version > 0
+
+    await persistence.update_record("fsm", FSM_KEY, {"a": 2}, version=version)
+    value, newer = await persistence.get_versioned_record("fsm", FSM_KEY)
+    assert value == {"a": 2}
+    assert newer is not None
+    assert newer > version
+    await persistence.drop_record("fsm", FSM_KEY, version=newer)
+    assert await versioned_stores.open().get_versioned_record("fsm", FSM_KEY) == (None, 0)
+
+
+async def read_and_replaced(stores: StoreFactory) -> tuple[Persistence[Any, Any, Any], int]:
+    """A process that read FSM_KEY's record at the version returned, which another replaced."""
+    first, second = stores.open(), stores.open()
+    await first.update_record("fsm", FSM_KEY, {"a": 1})
+    _, version = await first.get_versioned_record("fsm", FSM_KEY)
+    await second.update_record("fsm", FSM_KEY, {"b": 2})
+    assert version is not None
+    return first, version
+
+
+async def test_a_write_at_a_version_another_process_replaced_stores_nothing(
+    versioned_stores: StoreFactory,
+) -> None:
+    # The default on_conflict="keep" of the server stores does not apply to a compare-and-set.
+    first, version = await read_and_replaced(versioned_stores)
+    _, stored = await versioned_stores.open().get_versioned_record("fsm", FSM_KEY)
+
+    with pytest.raises(
+        ConflictError,
+        match=rf"fsm\[.*\] was not stored: it was read at version {version}, and another "
+        rf"process \(or task\) has changed it since \(stored version now {stored}, .*Read it "
+        "again and repeat the change",
+    ):
+        await first.update_record("fsm", FSM_KEY, {"a": 1, "c": 3}, version=version)
+    assert await versioned_stores.open().get_record("fsm", FSM_KEY) == {"b": 2}
+
+    # Read again, the change goes through; the refused one is not tried again later.
+    value, version = await first.get_versioned_record("fsm", FSM_KEY)
+    assert isinstance(value, dict)
+    await first.update_record("fsm", FSM_KEY, {**value, "c": 3}, version=version)
+    await first.flush()
+    assert await versioned_stores.open().get_record("fsm", FSM_KEY) == {"b": 2, "c": 3}
+
+
+async def test_creating_a_record_another_process_created_meanwhile_is_refused(
+    versioned_stores: StoreFactory,
+) -> None:
+    first, second = versioned_stores.open(), versioned_stores.open()
+    assert await first.get_versioned_record("fsm", FSM_KEY) == (None, 0)
+    await second.update_record("fsm", FSM_KEY, {"b": 2})
+    with pytest.raises(ConflictError, match="it was read at version 0"):
+        await first.update_record("fsm", FSM_KEY, {"a": 1}, version=0)
+    assert await first.get_record("fsm", FSM_KEY) == {"b": 2}
+
+
+async def test_a_record_deleted_and_created_again_is_not_taken_for_the_one_read(
+    versioned_stores: StoreFactory,
+) -> None:
+    first, second = versioned_stores.open(), versioned_stores.open()
+    await first.update_record("fsm", FSM_KEY, {"a": 1})
+    _, version = await first.get_versioned_record("fsm", FSM_KEY)
+    await second.drop_record("fsm", FSM_KEY)
+    await second.update_record("fsm", FSM_KEY, {"b": 2})
+    with pytest.raises(ConflictError, match=f"it was read at version {version}"):
+        await first.update_record("fsm", FSM_KEY, {"a": 2}, version=version)
+    assert await first.get_record("fsm", FSM_KEY) == {"b": 2}
+
+
+async def test_a_drop_at_a_replaced_version_is_refused_and_one_already_gone_is_not(
+    versioned_stores: StoreFactory,
+) -> None:
+    first, version = await read_and_replaced(versioned_stores)
+    with pytest.raises(ConflictError, match="was not stored"):
+        await first.drop_record("fsm", FSM_KEY, version=version)
+    assert await first.get_record("fsm", FSM_KEY) == {"b": 2}
+
+    _, version = await first.get_versioned_record("fsm", FSM_KEY)
+    await versioned_stores.open().drop_record("fsm", FSM_KEY)
+    await first.drop_record("fsm", FSM_KEY, version=version)
+    assert await versioned_stores.open().get_versioned_record("fsm", FSM_KEY) == (None, 0)
+
+
+async def test_a_write_at_the_version_read_finding_its_own_value_is_no_conflict(
+    versioned_stores: StoreFactory,
+) -> None:
+    # As when a write is sent again after its answer was lost.
+    first, second = versioned_stores.open(), versioned_stores.open()
+    _, version = await first.get_versioned_record("fsm", FSM_KEY)
+    await second.update_record("fsm", FSM_KEY, {"same": 1})
+    await first.update_record("fsm", FSM_KEY, {"same": 1}, version=version)
+    assert await versioned_stores.open().get_record("fsm", FSM_KEY) == {"same": 1}
+
+
+async def test_with_on_flush_there_is_no_version_to_check(
+    versioned_stores: StoreFactory,
+) -> None:
+    persistence = versioned_stores.open(on_flush=True)
+    await versioned_stores.open().update_record("fsm", FSM_KEY, {"a": 1})
+    assert await persistence.get_versioned_record("fsm", FSM_KEY) == ({"a": 1}, None)
+
+
+async def test_a_compare_and_set_whose_write_failed_is_dropped_when_tried_again_too_late(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "bot.db"
+    first, second = SQLitePersistence(path, lock_timeout=0.1), SQLitePersistence(path)
+    await first.update_record("fsm", FSM_KEY, {"a": 1})
+    _, version = await first.get_versioned_record("fsm", FSM_KEY)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StoreLockedError):
+        await first.update_record("fsm", FSM_KEY, {"a": 2}, version=version)
+    blocker.execute("ROLLBACK")
+    blocker.close()
+
+    await second.update_record("fsm", FSM_KEY, {"b": 2})
+    with caplog.at_level(logging.WARNING, logger="botstate"):
+        await first.update_user_data(1, {"u": 1})  # tries the failed change again
+    assert await second.get_record("fsm", FSM_KEY) == {"b": 2}
+    assert await second.get_user_data() == {1: {"u": 1}}
+    assert (
+        f"dropped a change whose first write had failed: {path}: fsm[(700000001, " in caplog.text
+    )
+    assert f"was not stored: it was read at version {version}" in caplog.text
+    await first.close()
+    await second.close()
+
+
+@pytest.mark.parametrize("version", [-1, 1.0, "1"])
+async def test_a_version_that_is_no_stored_version_is_refused(
+    versioned_stores: StoreFactory, version: object
+) -> None:
+    with pytest.raises(ValueError, match="version must be a stored version, an int >= 0"):
+        await versioned_stores.open().update_record("fsm", FSM_KEY, {}, version=version)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

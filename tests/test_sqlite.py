@@ -30,7 +30,7 @@ def rows(path: Path) -> list[tuple[str, str, int]]:
         )
 
 
-async def test_each_record_is_one_row_with_a_version(tmp_path: Path) -> None:
+async def test_each_record_is_one_row_with_a_version_that_never_repeats(tmp_path: Path) -> None:
     persistence = SQLitePersistence(tmp_path / "bot.db")
     await asyncio.gather(
         persistence.update_user_data(2**40, {"a": 1}),
@@ -40,12 +40,36 @@ async def test_each_record_is_one_row_with_a_version(tmp_path: Path) -> None:
     )
     await persistence.update_user_data(2**40, {"a": 2})
     assert rows(tmp_path / "bot.db") == [
-        ("bot_data", "", 1),
-        ("chat_data", "-1001234567890", 1),
-        ("conversations", '["signup",[-5,"x"]]', 1),
-        ("user_data", str(2**40), 2),
+        ("bot_data", "", 3),
+        ("chat_data", "-1001234567890", 2),
+        ("conversations", '["signup",[-5,"x"]]', 4),
+        ("user_data", str(2**40), 5),
     ]
+    # A record deleted and stored again does not start over at a version it had before.
+    await persistence.drop_chat_data(-1001234567890)
+    await persistence.update_chat_data(-1001234567890, {"c": 1})
+    assert ("chat_data", "-1001234567890", 6) in rows(tmp_path / "bot.db")
     await persistence.close()
+
+
+async def test_versions_continue_after_the_highest_of_a_database_without_a_clock(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bot.db"
+    persistence = SQLitePersistence(path)
+    for n in range(3):
+        await persistence.update_user_data(1, {"n": n})
+    await persistence.close()
+    # As written by a release that counted versions per record.
+    with sqlite3.connect(path) as connection:
+        connection.execute("DELETE FROM botstate_meta WHERE name = 'clock'")
+        connection.execute("UPDATE botstate_records SET version = 7")
+    connection.close()
+
+    again = SQLitePersistence(path)
+    await again.update_user_data(2, {"n": 0})
+    assert rows(path) == [("user_data", "1", 7), ("user_data", "2", 8)]
+    await again.close()
 
 
 async def test_a_batch_is_one_transaction_off_the_event_loop(tmp_path: Path) -> None:

@@ -15,7 +15,10 @@
 * on a store shared by several processes (:attr:`~botstate.stores.base.Store.shared`), every
   record's stored version is remembered: ``refresh_*`` and :meth:`Persistence.refresh_conversation`
   bring the application's objects up to the newest stored version, and a write based on a
-  replaced version is reported as a conflict.
+  replaced version is reported as a conflict;
+* on stores that check versions (:attr:`~botstate.stores.base.Store.checks_versions`), one
+  record can be read with its version and written back only if that version is still stored:
+  a compare-and-set, atomic across processes.
 
 Stores (:mod:`botstate.stores`) only load and durably write; they run on one worker thread per
 persistence so that file and database calls never block the event loop.
@@ -53,12 +56,16 @@ _Address = tuple[Kind, RecordKey]
 
 @dataclass(frozen=True, slots=True)
 class _Update:
-    """One call of ``update_*`` (``delete`` False) or ``drop_*`` (``delete`` True)."""
+    """One call of ``update_*`` (``delete`` False) or ``drop_*`` (``delete`` True).
+
+    ``expect`` is the stored version a compare-and-set requires; None for a plain write.
+    """
 
     kind: Kind
     key: RecordKey
     value: object
     delete: bool = False
+    expect: int | None = None
 
     @property
     def address(self) -> _Address:
@@ -202,28 +209,85 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
         Raises:
             CorruptDataError: When the stored record cannot be decoded.
         """
+        value, _ = await self.get_versioned_record(kind, key)
+        return value
+
+    async def get_versioned_record(
+        self, kind: Kind, key: RecordKey
+    ) -> tuple[object | None, int | None]:
+        """Return :meth:`get_record`'s copy of one record and the stored version it read.
+
+        The version is 0 when the record is not stored. Pass it as ``version`` to
+        :meth:`update_record` or :meth:`drop_record` to write only if no other process (or
+        task) wrote the record since. It is None where no such check can be made: on stores
+        that keep no versions shared between processes (memory, pickle files), with
+        ``on_flush=True``, and for a kind switched off in ``store_data``.
+
+        Raises:
+            CorruptDataError: When the stored record cannot be decoded.
+        """
         check_key(kind, key)
         if not self._stores(kind):
-            return None
+            return None, None
         await self._settle()
         pending = self._pending.get((kind, key))
         if pending is not None:
-            return None if pending.delete else copy_value(pending.value, self.bot)
-        return await self._call(self._load_record_blocking, kind, key)
+            return (None if pending.delete else copy_value(pending.value, self.bot)), None
+        value, version = await self._call(self._load_record_blocking, kind, key)
+        return value, (version if self.store.checks_versions and not self.on_flush else None)
 
-    async def update_record(self, kind: Kind, key: RecordKey, value: object) -> None:
-        """Store one record of any kind, as the ``update_*`` methods do for theirs."""
-        if self._stores(kind):
-            await self._submit(_Update(kind, key, value))
+    async def update_record(
+        self, kind: Kind, key: RecordKey, value: object, *, version: int | None = None
+    ) -> None:
+        """Store one record of any kind, as the ``update_*`` methods do for theirs.
 
-    async def drop_record(self, kind: Kind, key: RecordKey) -> None:
-        """Delete one record of any kind, as the ``drop_*`` methods do for theirs."""
+        Args:
+            kind: The record's kind.
+            key: The record's key.
+            value: The new value.
+            version: When given, a compare-and-set: the record is stored only if its stored
+                version is still this one (0: only if it is not stored), as
+                :meth:`get_versioned_record` returned it. Check and write are one atomic step
+                of the store, across processes. With ``on_flush=True`` the check is made when
+                :meth:`flush` writes the record. A value equal to the one last read is not
+                written, so not checked either: it changes nothing.
+
+        Raises:
+            ConflictError: When the stored version is no longer *version*; nothing was
+                written. Read the record again and repeat the change.
+            ValueError: When *version* is given to a store that cannot check it.
+        """
         if self._stores(kind):
-            await self._submit(_Update(kind, key, None, delete=True))
+            await self._submit(_Update(kind, key, value, expect=self._expected(version)))
+
+    async def drop_record(self, kind: Kind, key: RecordKey, *, version: int | None = None) -> None:
+        """Delete one record of any kind, as the ``drop_*`` methods do for theirs.
+
+        *version* makes it a compare-and-set, as for :meth:`update_record`; a record that is
+        gone already is no conflict.
+        """
+        if self._stores(kind):
+            await self._submit(
+                _Update(kind, key, None, delete=True, expect=self._expected(version))
+            )
 
     def _stores(self, kind: Kind) -> bool:
         """False for a kind switched off in ``store_data``; kinds it does not name are stored."""
         return bool(getattr(self.store_data, kind, True))
+
+    def _expected(self, version: int | None) -> int | None:
+        """Check the ``version`` of a compare-and-set."""
+        if version is None:
+            return None
+        if not self.store.checks_versions:
+            raise ValueError(
+                f"{self.store.location} keeps no record versions shared between processes, "
+                "so it cannot check version=; pass version=None (get_versioned_record gives "
+                "None for this store)"
+            )
+        if type(version) is not int or version < 0:
+            raise ValueError(f"version must be a stored version, an int >= 0, got {version!r}")
+        return version
 
     # -- refreshes ------------------------------------------------------------------------------
 
@@ -351,14 +415,15 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
         _log.debug("%s: loaded %d %s records", self.store.location, len(result), kind)
         return result
 
-    def _load_record_blocking(self, kind: Kind, key: RecordKey) -> object | None:
+    def _load_record_blocking(self, kind: Kind, key: RecordKey) -> tuple[object | None, int]:
+        """One record's value and stored version (0 when it is not stored, or has none)."""
         record = self.store.load_record(kind, key, self.bot)
         if record is None:
             self._digests[kind].pop(key, None)
-            return None
+            return None, 0
         if record.data is not None:
             self._digests[kind][key] = _digest(record.data)
-        return record.value
+        return record.value, record.version or 0
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -408,11 +473,14 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
             for update in failed:
                 self._retry.setdefault(update.address, update)
                 self._last_failure = errors.get(update.address, self._last_failure)
+            # A change tried again and now refused (a conflict, a value that cannot be stored)
+            # has no caller left to tell.
+            kept = {id(update) for update in failed}
             for update in retries:
-                # A retried change has no caller left to hear of a value that cannot be stored.
-                error = errors.get(update.address)
-                if error is not None and update not in failed:
-                    _log.warning("%s", error)
+                if update.address in errors and id(update) not in kept:
+                    _log.warning(
+                        "dropped a change whose first write had failed: %s", errors[update.address]
+                    )
             for update, future in batch:
                 if future.done():
                     continue
@@ -441,29 +509,14 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
         changes: list[Change] = []
         digests: dict[_Address, bytes | None] = {}
         for address, update in latest.items():
-            if update.delete:
-                changes.append(Change(update.kind, update.key, None, None))
-                digests[address] = None
-                continue
             try:
-                data = self.store.codec.encode(update.value, bot=self.bot)
+                change = self._change_for(update)
             except EncodingError as exc:
-                errors[address] = self._encoding_error(update, exc)
+                errors[address] = exc
                 continue
-            digest = _digest(data)
-            if digest == self._known_digest(update):
-                continue
-
-            # Store only what loads back: a value that encodes but fails to decode (an exception
-            # class whose __init__ takes other arguments, say) would break the next start.
-            try:
-                copy = self.store.codec.decode(data, bot=self.bot)
-            except CorruptDataError as exc:
-                errors[address] = self._encoding_error(update, exc, round_trip=True)
-                continue
-            base = self._base_version(update.kind, update.key) if self.store.shared else None
-            changes.append(Change(update.kind, update.key, copy, data, base))
-            digests[address] = digest
+            if change is not None:
+                changes.append(change)
+                digests[address] = None if change.data is None else _digest(change.data)
 
         if not changes:
             return errors, []
@@ -497,6 +550,33 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
         written = {(change.kind, change.key) for change in changes}
         return errors, [latest[address] for address in written]
 
+    def _change_for(self, update: _Update) -> Change | None:
+        """The change that stores *update*, or None when the stored record is already equal.
+
+        Raises:
+            EncodingError: When the value does not encode, or its bytes do not load back.
+        """
+        strict = update.expect is not None
+        if update.delete:
+            return Change(update.kind, update.key, None, None, update.expect, strict)
+        try:
+            data = self.store.codec.encode(update.value, bot=self.bot)
+        except EncodingError as exc:
+            raise self._encoding_error(update, exc) from exc
+        if _digest(data) == self._known_digest(update):
+            return None
+
+        # Store only what loads back: a value that encodes but fails to decode (an exception
+        # class whose __init__ takes other arguments, say) would break the next start.
+        try:
+            copy = self.store.codec.decode(data, bot=self.bot)
+        except CorruptDataError as exc:
+            raise self._encoding_error(update, exc, round_trip=True) from exc
+        base = update.expect
+        if self.store.shared and not strict:
+            base = self._base_version(update.kind, update.key)
+        return Change(update.kind, update.key, copy, data, base, strict)
+
     def _base_version(self, kind: Kind, key: RecordKey) -> int | None:
         """The stored version a new value of the record is based on; None when not known."""
         version = self._versions[kind].get(key)
@@ -509,14 +589,22 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
     def _note_versions(
         self, written: Written[RecordKey], changes: Sequence[Change]
     ) -> dict[_Address, BaseException]:
-        """Remember the versions a shared store reports; return the errors of refused writes."""
+        """Remember the versions a store reports; return the errors of refused writes."""
         for (kind, key), version in written.versions.items():
             self._versions[kind][key] = version
         bases = {(change.kind, change.key): change.base for change in changes}
+        strict = {(change.kind, change.key) for change in changes if change.strict}
         errors: dict[_Address, BaseException] = {}
         for address, found in written.conflicts.items():
             what = describe(*address)
-            if address in written.refused:
+            if address in written.refused and address in strict:
+                errors[address] = ConflictError(
+                    f"{self.store.location}: {what} was not stored: it was read at version "
+                    f"{bases.get(address)}, and another process (or task) has changed it since "
+                    f"(stored version now {found}, 0 when deleted). Read it again and repeat "
+                    "the change."
+                )
+            elif address in written.refused:
                 errors[address] = ConflictError(
                     f"{self.store.location}: {what} was not stored: another process replaced "
                     f"version {bases.get(address)} with version {found} since this one read it "

@@ -30,6 +30,7 @@ from botstate.kinds import Kind, RecordKey, describe, key_from_text, key_to_text
 
 __all__ = [
     "Change",
+    "Delete",
     "Loaded",
     "OnConflict",
     "OnCorrupt",
@@ -39,6 +40,7 @@ __all__ = [
     "Written",
     "copy_value",
     "handler_of",
+    "stale_version",
 ]
 
 _log = logging.getLogger(__name__)
@@ -76,6 +78,10 @@ class Change:
     ``base`` is the stored version the new value was derived from, as the persistence knows it
     (0: the record was not stored); None when it does not know. Shared stores compare it with
     the stored version to detect a write based on a stale record; other stores ignore it.
+
+    ``strict`` makes the change a compare-and-set: a conflict leaves the stored record alone
+    whatever the store's ``on_conflict``. Only stores whose :attr:`Store.checks_versions` is
+    True receive strict changes.
     """
 
     kind: Kind
@@ -83,6 +89,7 @@ class Change:
     value: object
     data: bytes | None
     base: int | None = None
+    strict: bool = False
 
 
 _K = TypeVar("_K")
@@ -90,13 +97,15 @@ _K = TypeVar("_K")
 
 @dataclass(frozen=True, slots=True)
 class Written(Generic[_K]):
-    """What a shared store reports about a write; other stores return None from ``write``.
+    """What a shared store, or one that checks versions, reports about a write; other stores
+    return None from ``write``.
 
     Attributes:
         versions: The stored version of each record after the write (0 for a deleted one).
         conflicts: The records whose stored version was not the change's ``base``, with the
             version found.
-        refused: Those of ``conflicts`` that were left unchanged (``on_conflict="raise"``).
+        refused: Those of ``conflicts`` that were left unchanged (``on_conflict="raise"``, or
+            a strict change).
     """
 
     versions: dict[tuple[Kind, _K], int]
@@ -118,7 +127,7 @@ class Loaded:
 class Row:
     """One stored row of a record store, before decoding.
 
-    For a row to write, ``base`` is the :attr:`Change.base` of its change.
+    For a row to write, ``base`` and ``strict`` are those of its :class:`Change`.
     """
 
     kind: Kind
@@ -126,6 +135,36 @@ class Row:
     data: bytes
     version: int = 0
     base: int | None = None
+    strict: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """One row of a record store to delete; ``base`` and ``strict`` as for :class:`Row`."""
+
+    kind: Kind
+    key: str
+    base: int | None = None
+    strict: bool = False
+
+
+def stale_version(base: int | None, stored: Row | None, data: bytes | None) -> int | None:
+    """The stored version when a write based on *base* meets another one there, else None.
+
+    *stored* is the row as stored (None: not stored); *data* the bytes to write (None: a
+    delete). There is no conflict when the base is unknown or is the stored version (0: not
+    stored), nor when the write finds what it would leave: its own value (a write tried again
+    after its answer was lost) or, for a delete, no record. Stores that check in Python use
+    this; the Redis script and the PostgreSQL statements apply the same rule on the server.
+    """
+    version = 0 if stored is None else stored.version
+    if base is None or base == version:
+        return None
+    if data is None:
+        finds_its_result = stored is None
+    else:
+        finds_its_result = stored is not None and stored.data == data
+    return None if finds_its_result else version
 
 
 class Store(ABC):
@@ -137,6 +176,11 @@ class Store(ABC):
 
     #: True when other processes may write the same data, so refreshes must look again.
     shared: ClassVar[bool] = False
+
+    #: True when :meth:`write` makes strict changes (:attr:`Change.strict`) a compare-and-set,
+    #: atomic across processes, and reports the refused ones in :class:`Written`. Record
+    #: versions of such a store never repeat, not even for a record deleted and created again.
+    checks_versions: ClassVar[bool] = False
 
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
@@ -177,7 +221,8 @@ class Store(ABC):
         """Durably apply *changes*, all or nothing, then return.
 
         Returns:
-            For shared stores, the new versions and the conflicts found; else None.
+            For shared stores and stores that check versions, the new versions and the
+            conflicts found; else None.
 
         Raises:
             WriteError: When the write failed; what was stored before is unchanged.
@@ -221,12 +266,11 @@ class RecordStore(Store):
         """Yield the stored rows of *kind* whose key text starts with *key_prefix*."""
 
     @abstractmethod
-    def write_rows(
-        self, upserts: Sequence[Row], deletes: Sequence[tuple[Kind, str]]
-    ) -> Written[str] | None:
+    def write_rows(self, upserts: Sequence[Row], deletes: Sequence[Delete]) -> Written[str] | None:
         """Durably apply *upserts* and *deletes* in one transaction.
 
-        Shared stores return a :class:`Written` keyed by ``(kind, key text)``.
+        Shared stores and stores that check versions return a :class:`Written` keyed by
+        ``(kind, key text)``.
         """
 
     def check_stamp(self, meta: Mapping[str, str], format_version: int) -> None:
@@ -318,9 +362,9 @@ class RecordStore(Store):
             text = key_to_text(change.kind, change.key)
             keys[(change.kind, text)] = change.key
             if change.data is None:
-                deletes.append((change.kind, text))
+                deletes.append(Delete(change.kind, text, change.base, change.strict))
             else:
-                upserts.append(Row(change.kind, text, change.data, base=change.base))
+                upserts.append(Row(change.kind, text, change.data, 0, change.base, change.strict))
         written = self.write_rows(upserts, deletes)
         if written is None:
             return None

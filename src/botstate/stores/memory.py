@@ -9,7 +9,7 @@ from botstate.base import BD, CD, UD, PersistenceInput
 from botstate.codecs import Codec, get_codec
 from botstate.kinds import Kind
 from botstate.persistence import Persistence
-from botstate.stores.base import OnCorrupt, RecordStore, Row
+from botstate.stores.base import Delete, OnCorrupt, RecordStore, Row
 
 __all__ = ["MemoryPersistence", "MemoryStore"]
 
@@ -39,9 +39,9 @@ class MemoryStore(RecordStore):
     def row(self, kind: Kind, key: str) -> Row | None:
         return self.records.get((kind, key))
 
-    def write_rows(self, upserts: Sequence[Row], deletes: Sequence[tuple[Kind, str]]) -> None:
-        for kind, key in deletes:
-            self.records.pop((kind, key), None)
+    def write_rows(self, upserts: Sequence[Row], deletes: Sequence[Delete]) -> None:
+        for delete in deletes:
+            self.records.pop((delete.kind, delete.key), None)
         for row in upserts:
             old = self.records.get((row.kind, row.key))
             version = 1 if old is None else old.version + 1

@@ -32,7 +32,7 @@ from botstate.base import BD, CD, UD, PersistenceInput
 from botstate.codecs import Codec, get_codec
 from botstate.kinds import Kind
 from botstate.persistence import Persistence
-from botstate.stores.base import OnConflict, OnCorrupt, Row, Written
+from botstate.stores.base import Delete, OnConflict, OnCorrupt, Row, Written
 from botstate.stores.server import ServerStore, Ttl, group_of
 
 __all__ = ["FORMAT_VERSION", "PostgresPersistence", "PostgresStore"]
@@ -77,19 +77,34 @@ DELETE FROM {records} WHERE expires <= now() AND (
 )
 """
 
+# A stale base is a conflict, unless the write finds what it would leave: its own value (a lost
+# answer) or, for a delete, no record (stale_version in stores/base.py, in SQL).
+# Both return per record: kind, key, new version (0 deleted, -1 refused), stored version when in
+# conflict or -1.
 _DELETE = """
-DELETE FROM {records}
-WHERE (kind, key) IN (SELECT * FROM unnest(%(kinds)s::text[], %(keys)s::text[]))
+WITH input AS (
+    SELECT * FROM unnest(
+        %(kinds)s::text[], %(keys)s::text[], %(bases)s::bigint[], %(strict)s::boolean[]
+    ) AS i(kind, key, base, strict)
+), checked AS (
+    SELECT i.*, s.version AS stored,
+        (i.base IS NOT NULL AND s.version IS NOT NULL AND i.base <> s.version) AS conflict
+    FROM input AS i LEFT JOIN {records} AS s ON s.kind = i.kind AND s.key = i.key
+), deleted AS (
+    DELETE FROM {records} AS r USING checked AS c
+    WHERE r.kind = c.kind AND r.key = c.key AND NOT (c.conflict AND c.strict)
+)
+SELECT kind, key, CASE WHEN conflict AND strict THEN -1 ELSE 0 END,
+    CASE WHEN conflict THEN stored ELSE -1 END
+FROM checked
 """
 
-# A stale base is a conflict, unless the stored value is this very one (a lost answer).
-# Returns per record: kind, key, new version (-1 refused), stored version when in conflict or -1.
 _UPSERT = """
 WITH input AS (
     SELECT * FROM unnest(
         %(kinds)s::text[], %(keys)s::text[], %(values)s::bytea[], %(bases)s::bigint[],
-        %(ttls)s::double precision[], %(groups)s::text[]
-    ) AS i(kind, key, value, base, ttl, grp)
+        %(strict)s::boolean[], %(ttls)s::double precision[], %(groups)s::text[]
+    ) AS i(kind, key, value, base, strict, ttl, grp)
 ), checked AS (
     SELECT i.*, s.version AS stored,
         (i.base IS NOT NULL AND i.base <> coalesce(s.version, 0)
@@ -99,7 +114,7 @@ WITH input AS (
     INSERT INTO {records} AS r (kind, key, value, version, grp, expires, updated)
     SELECT kind, key, value, nextval({sequence_name}), grp,
         CASE WHEN grp IS NULL THEN now() + make_interval(secs => ttl) END, now()
-    FROM checked WHERE NOT (conflict AND %(strict)s)
+    FROM checked WHERE NOT (conflict AND strict)
     ON CONFLICT (kind, key) DO UPDATE SET
         value = excluded.value, version = excluded.version, grp = excluded.grp,
         expires = CASE WHEN excluded.grp IS NULL THEN excluded.expires ELSE r.expires END,
@@ -310,10 +325,9 @@ class PostgresStore(ServerStore):
         found = self._retrying(f"reading {kind}", fetch)
         return None if found is None else Row(kind, key, found[0], found[1])
 
-    def write_rows(
-        self, upserts: Sequence[Row], deletes: Sequence[tuple[Kind, str]]
-    ) -> Written[str]:
-        changed = [(row.kind, row.key) for row in upserts] + list(deletes)
+    def write_rows(self, upserts: Sequence[Row], deletes: Sequence[Delete]) -> Written[str]:
+        changes: list[Row | Delete] = [*upserts, *deletes]
+        changed = [(change.kind, change.key) for change in changes]
         renewals: dict[str, float | None] = {}
         for kind, key in changed:
             group = group_of(kind, key)
@@ -332,11 +346,16 @@ class PostgresStore(ServerStore):
             "keys": [row.key for row in upserts],
             "values": [row.data for row in upserts],
             "bases": [row.base for row in upserts],
+            "strict": [self.refuses(row) for row in upserts],
             "ttls": [None if group_of(r.kind, r.key) else self.ttl.get(r.kind) for r in upserts],
             "groups": [group_of(row.kind, row.key) for row in upserts],
-            "strict": self.on_conflict == "raise",
         }
-        deleted = {"kinds": [kind for kind, _ in deletes], "keys": [key for _, key in deletes]}
+        deleted = {
+            "kinds": [delete.kind for delete in deletes],
+            "keys": [delete.key for delete in deletes],
+            "bases": [delete.base for delete in deletes],
+            "strict": [self.refuses(delete) for delete in deletes],
+        }
         renew = {"groups": list(renewals), "ttls": list(renewals.values())}
 
         def transaction() -> list[tuple[Kind, str, int, int]]:
@@ -345,16 +364,18 @@ class PostgresStore(ServerStore):
                 with connection.pipeline(), connection.transaction():
                     connection.execute(_LOCK, parameters)
                     connection.execute(self._sql(_PURGE_EXPIRED), parameters)
+                    cursors = []
                     if deletes:
-                        connection.execute(self._sql(_DELETE), deleted)
-                    cursor = connection.execute(self._sql(_UPSERT), upsert) if upserts else None
+                        cursors.append(connection.execute(self._sql(_DELETE), deleted))
+                    if upserts:
+                        cursors.append(connection.execute(self._sql(_UPSERT), upsert))
                     if renewals:
                         connection.execute(self._sql(_RENEW_GROUPS), renew)
-                return [] if cursor is None else cursor.fetchall()
+                return [answer for cursor in cursors for answer in cursor.fetchall()]
 
         answers = self._retrying("writing", transaction)
 
-        versions: dict[tuple[Kind, str], int] = dict.fromkeys(deletes, 0)
+        versions: dict[tuple[Kind, str], int] = {}
         conflicts: dict[tuple[Kind, str], int] = {}
         refused: set[tuple[Kind, str]] = set()
         for kind, key, version, found in answers:

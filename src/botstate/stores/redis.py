@@ -43,7 +43,7 @@ from botstate.base import BD, CD, UD, PersistenceInput
 from botstate.codecs import Codec, get_codec
 from botstate.kinds import Kind
 from botstate.persistence import Persistence
-from botstate.stores.base import OnConflict, OnCorrupt, Row, Written
+from botstate.stores.base import Delete, OnConflict, OnCorrupt, Row, Written
 from botstate.stores.server import ServerStore, Ttl, group_of
 
 __all__ = ["FORMAT_VERSION", "RedisPersistence", "RedisStore"]
@@ -56,31 +56,33 @@ FORMAT_VERSION: Final = 1
 #: Records fetched per round trip when a whole kind is loaded.
 _LOAD_CHUNK: Final = 500
 
-# Arguments: prefix, "1" to refuse conflicting writes, then seven per record:
-# op ("u" upsert, "d" delete), kind, key text, data, base version ("" unknown),
-# time-to-live in ms ("" none), group id ("" none).
+# Arguments: prefix, then eight per record: op ("u" upsert, "d" delete), kind, key text, data,
+# base version ("" unknown), "1" to refuse the write on a conflict, time-to-live in ms ("" none),
+# group id ("" none).
 # Returns per record: {kind, key, new version (0 deleted, -1 refused), stored version or -1}.
 _WRITE_SCRIPT = """
-local prefix, strict = ARGV[1], ARGV[2] == '1'
+local prefix = ARGV[1]
 local results, renewals = {}, {}
 local now = redis.call('TIME')
 now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-for i = 3, #ARGV, 7 do
+for i = 2, #ARGV, 8 do
   local op, kind, key, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local base, ttl, group = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+  local base, strict, ttl, group = ARGV[i + 4], ARGV[i + 5] == '1', ARGV[i + 6], ARGV[i + 7]
   local record = prefix .. ':r:' .. kind .. ':' .. key
   local stored = redis.call('HMGET', record, 'v', 'd')
   local version = tonumber(stored[1]) or 0
-  -- A stale base is a conflict, unless the stored value is this very one (a lost answer).
-  local conflict = op == 'u' and base ~= '' and tonumber(base) ~= version and stored[2] ~= data
+  -- A stale base is a conflict, unless the write finds what it would leave: its own value (a
+  -- lost answer) or, for a delete, no record (stale_version in stores/base.py, in Lua).
+  local differs = (op == 'u' and stored[2] ~= data) or (op == 'd' and version ~= 0)
+  local conflict = base ~= '' and tonumber(base) ~= version and differs
   local found = conflict and version or -1
-  if op == 'd' then
+  if conflict and strict then
+    results[#results + 1] = {kind, key, -1, found}
+  elseif op == 'd' then
     redis.call('DEL', record)
     redis.call('SREM', prefix .. ':i:' .. kind, key)
     if group ~= '' then redis.call('SREM', prefix .. ':g:' .. group, record) end
-    results[#results + 1] = {kind, key, 0, -1}
-  elseif conflict and strict then
-    results[#results + 1] = {kind, key, -1, found}
+    results[#results + 1] = {kind, key, 0, found}
   else
     local new = redis.call('INCR', prefix .. ':clock')
     redis.call('HSET', record, 'd', data, 'v', new)
@@ -249,22 +251,20 @@ class RedisStore(ServerStore):
     def row(self, kind: Kind, key: str) -> Row | None:
         return self._retrying(f"reading {kind}", lambda: self._fetch(kind, [key]))[0]
 
-    def write_rows(
-        self, upserts: Sequence[Row], deletes: Sequence[tuple[Kind, str]]
-    ) -> Written[str]:
-        arguments: list[Any] = [self.prefix, "1" if self.on_conflict == "raise" else "0"]
-        for kind, key in deletes:
-            arguments += ["d", kind, key, b"", "", "", group_of(kind, key) or ""]
-        for row in upserts:
-            ttl = self.ttl.get(row.kind)
+    def write_rows(self, upserts: Sequence[Row], deletes: Sequence[Delete]) -> Written[str]:
+        arguments: list[Any] = [self.prefix]
+        changes: list[Row | Delete] = [*deletes, *upserts]
+        for change in changes:
+            ttl = self.ttl.get(change.kind)
             arguments += [
-                "u",
-                row.kind,
-                row.key,
-                row.data,
-                "" if row.base is None else str(row.base),
+                "u" if isinstance(change, Row) else "d",
+                change.kind,
+                change.key,
+                change.data if isinstance(change, Row) else b"",
+                "" if change.base is None else str(change.base),
+                "1" if self.refuses(change) else "",
                 "" if ttl is None else str(max(1, round(ttl * 1000))),
-                group_of(row.kind, row.key) or "",
+                group_of(change.kind, change.key) or "",
             ]
         answers = self._retrying("writing", lambda: self._script(args=arguments))
 
@@ -333,10 +333,11 @@ class RedisPersistence(Persistence[UD, CD, BD]):
             ``"raise"``: the stored record stays, the update raises
             :class:`~botstate.errors.ConflictError`, and the next refresh loads the stored value.
         ttl: Seconds without a write after which records expire: a number for the records
-            of users and chats (data and conversation states), or a mapping per kind such as
-            ``{"user_data": 86400, "bot_data": 3600}``. The records of one id (a user's data, a
-            chat's data, the conversations keyed by it) share one deadline, which every write to
-            one of them moves later. Defaults to None: nothing expires.
+            of users and chats (data, conversation states and aiogram's states and data), or a
+            mapping per kind such as ``{"user_data": 86400, "bot_data": 3600, "fsm": 3600}``.
+            The records of one id (a user's data, a chat's data, the conversations keyed by it)
+            share one deadline, which every write to one of them moves later; each aiogram key
+            has a deadline of its own. Defaults to None: nothing expires.
         on_corrupt: ``"raise"`` (default) or ``"skip"`` for records that cannot be decoded.
         retries: Tries again after a lost connection, with a doubling delay. Defaults to 2.
         max_backoff: The longest wait between two tries, in seconds. Defaults to 1.

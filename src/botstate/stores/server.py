@@ -29,7 +29,7 @@ from typing import Final, TypeVar, cast
 from botstate.codecs import Codec
 from botstate.errors import StoreUnavailableError
 from botstate.kinds import KINDS, ConversationKey, Kind, key_from_text
-from botstate.stores.base import OnConflict, OnCorrupt, RecordStore
+from botstate.stores.base import Delete, OnConflict, OnCorrupt, RecordStore, Row
 from botstate.urls import mask_url
 
 __all__ = ["Ttl", "ServerStore", "group_of", "ttl_per_kind"]
@@ -41,10 +41,11 @@ _T = TypeVar("_T")
 #: The ``ttl`` option: seconds for users and chats, seconds per kind, or None for no expiry.
 Ttl = float | Mapping[str, float] | None
 
-#: The kinds a plain number of seconds applies to. ``bot_data`` and ``callback_data`` expire
-#: only when named: unchanged records are not written again, so a bot whose ``bot_data`` stays
-#: the same for longer than a plain ``ttl`` would lose it.
-_PER_ID_KINDS: Final[tuple[Kind, ...]] = ("user_data", "chat_data", "conversations")
+#: The kinds a plain number of seconds applies to: the records of users and chats, aiogram's
+#: states and data (``fsm``) included. ``bot_data`` and ``callback_data`` expire only when
+#: named: unchanged records are not written again, so a bot whose ``bot_data`` stays the same
+#: for longer than a plain ``ttl`` would lose it.
+_PER_ID_KINDS: Final[tuple[Kind, ...]] = ("user_data", "chat_data", "conversations", "fsm")
 
 #: The first delay before a connection is tried again, in seconds.
 FIRST_BACKOFF: Final = 0.05
@@ -80,6 +81,11 @@ def group_of(kind: str, key: str) -> str | None:
     the chat id for per-chat handlers (python-telegram-bot's default) and with the user id for
     per-user ones. ``bot_data``, ``callback_data`` and conversations keyed by neither (only a
     message id) are records of their own.
+
+    So is each aiogram key (kind ``fsm``): its state and data are one record, which expires on
+    its own deadline, as aiogram's own storages expire each key. Tying it to the chat's group
+    would keep a form that one member of a busy group left alone for as long as the others
+    write.
     """
     if kind in ("user_data", "chat_data"):
         return key
@@ -107,6 +113,7 @@ class ServerStore(RecordStore):
     """
 
     shared = True
+    checks_versions = True
 
     def __init__(
         self,
@@ -134,6 +141,11 @@ class ServerStore(RecordStore):
     @property
     def location(self) -> str:
         return self._url
+
+    def refuses(self, change: Row | Delete) -> bool:
+        """Whether a conflict leaves the record of *change* alone: a strict change, or
+        ``on_conflict="raise"``."""
+        return change.strict or self.on_conflict == "raise"
 
     #: The driver's exceptions that mean the connection failed or was lost.
     connection_errors: tuple[type[BaseException], ...] = ()

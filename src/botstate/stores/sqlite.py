@@ -1,9 +1,15 @@
 """SQLite: the embedded default store, one row per record.
 
-The database holds two tables: ``botstate_meta`` (format version, codec) and
+The database holds two tables: ``botstate_meta`` (format version, codec, version clock) and
 ``botstate_records`` with one row per record ``(kind, key, value, version, updated)``. A batch
 of changes is one ``BEGIN IMMEDIATE ... COMMIT`` transaction, so a cycle costs one commit whose
 size follows the number of changed records, whatever the number stored.
+
+Each write of a record gives it a new version, drawn from a clock kept in ``botstate_meta``,
+so versions never repeat, not even for a record deleted and created again. A strict change
+(the ``version=`` of :meth:`~botstate.persistence.Persistence.update_record`) is a
+compare-and-set: the version is checked inside the write transaction, which holds the
+database's write lock, so it is atomic across processes too.
 
 The journal is in WAL mode: a crash of the process never loses a committed cycle, readers in
 other processes (``botstate inspect`` on a live bot, a second worker) see every committed cycle
@@ -27,7 +33,7 @@ from botstate.codecs import Codec, get_codec
 from botstate.errors import CorruptDataError, StoreLockedError, WriteError
 from botstate.kinds import Kind
 from botstate.persistence import Persistence
-from botstate.stores.base import OnCorrupt, RecordStore, Row
+from botstate.stores.base import Delete, OnCorrupt, RecordStore, Row, Written, stale_version
 
 __all__ = ["FORMAT_VERSION", "SQLitePersistence", "SQLiteStore"]
 
@@ -54,14 +60,32 @@ _SCHEMA = (
 )
 
 _UPSERT = """
-INSERT INTO botstate_records (kind, key, value, version, updated) VALUES (?, ?, ?, 1, ?)
+INSERT INTO botstate_records (kind, key, value, version, updated) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (kind, key) DO UPDATE
-SET value = excluded.value, version = version + 1, updated = excluded.updated
+SET value = excluded.value, version = excluded.version, updated = excluded.updated
+"""
+
+# The clock holds the last version handed out. A database written before it existed starts it
+# from its highest version, once.
+_READ_CLOCK = """
+SELECT coalesce(
+    (SELECT CAST(value AS INTEGER) FROM botstate_meta WHERE name = 'clock'),
+    (SELECT max(version) FROM botstate_records),
+    0
+)
+"""
+
+_SET_CLOCK = """
+INSERT INTO botstate_meta (name, value) VALUES ('clock', ?)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value
 """
 
 
 class SQLiteStore(RecordStore):
     """A record store in one SQLite database file.
+
+    Several processes may share the file: writes take turns, and a strict change is a
+    compare-and-set (:attr:`~botstate.stores.base.Store.checks_versions`).
 
     Args:
         path: The database file. Its folder must exist; the file is created on first use,
@@ -75,6 +99,8 @@ class SQLiteStore(RecordStore):
             :class:`~botstate.errors.StoreLockedError`. Defaults to 5.
         on_corrupt: ``"raise"`` or ``"skip"`` for records that cannot be decoded.
     """
+
+    checks_versions = True
 
     def __init__(
         self,
@@ -259,18 +285,43 @@ class SQLiteStore(RecordStore):
             ) from exc
         return None if found is None else Row(kind, key, found[0], found[1])
 
-    def write_rows(self, upserts: Sequence[Row], deletes: Sequence[tuple[Kind, str]]) -> None:
+    def write_rows(self, upserts: Sequence[Row], deletes: Sequence[Delete]) -> Written[str]:
         connection = self._connected()
         now = time.time()
+        conflicts: dict[tuple[Kind, str], int] = {}
+        refused: set[tuple[Kind, str]] = set()
         with self._transaction(connection, "write"):
+            # The transaction holds the write lock: no other process can change a version
+            # between this check and the writes below.
+            changes: list[Row | Delete] = [*upserts, *deletes]
+            for change in changes:
+                if change.base is None:
+                    continue
+                data = change.data if isinstance(change, Row) else None
+                found = stale_version(change.base, self.row(change.kind, change.key), data)
+                if found is not None:
+                    conflicts[(change.kind, change.key)] = found
+                    if change.strict:
+                        refused.add((change.kind, change.key))
+            deletes = [delete for delete in deletes if (delete.kind, delete.key) not in refused]
+            upserts = [row for row in upserts if (row.kind, row.key) not in refused]
+
             if deletes:
                 connection.executemany(
-                    "DELETE FROM botstate_records WHERE kind = ? AND key = ?", deletes
+                    "DELETE FROM botstate_records WHERE kind = ? AND key = ?",
+                    [(delete.kind, delete.key) for delete in deletes],
                 )
+            versions: dict[tuple[Kind, str], int] = {}
             if upserts:
+                (last,) = connection.execute(_READ_CLOCK).fetchone()
+                versions = {(row.kind, row.key): last + n for n, row in enumerate(upserts, 1)}
                 connection.executemany(
-                    _UPSERT, [(row.kind, row.key, row.data, now) for row in upserts]
+                    _UPSERT,
+                    [(r.kind, r.key, r.data, versions[(r.kind, r.key)], now) for r in upserts],
                 )
+                connection.execute(_SET_CLOCK, (str(last + len(upserts)),))
+        versions.update(((delete.kind, delete.key), 0) for delete in deletes)
+        return Written(versions, conflicts, frozenset(refused))
 
     @contextlib.contextmanager
     def _transaction(self, connection: sqlite3.Connection, what: str) -> Iterator[None]:
