@@ -201,6 +201,10 @@ def wrong_section(path: Path) -> None:
     path.write_bytes(pickle.dumps({"user_data": ["not", "a", "dict"], "chat_data": {}}))
 
 
+def keys_not_ids(path: Path) -> None:
+    path.write_bytes(pickle.dumps({**GOOD, "user_data": {"user_data": {1: {}}}}))
+
+
 def snapshot(path: Path) -> object:
     if path.is_dir():
         return sorted((p.name, p.read_bytes()) for p in path.iterdir())
@@ -218,6 +222,7 @@ def snapshot(path: Path) -> object:
         (sqlite_file, "cannot be decoded"),
         (another_pickle, "holds a list, not persistence data"),
         (wrong_section, "user_data is a list"),
+        (keys_not_ids, "user_data has the key 'user_data', not an int id"),
     ],
 )
 @pytest.mark.parametrize("single_file", [True, False])

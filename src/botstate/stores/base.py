@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, cast
 
 from botstate.codecs import Codec
 from botstate.errors import CorruptDataError, FormatVersionError, UnsafeDataError
@@ -30,6 +31,7 @@ from botstate.kinds import Kind, RecordKey, describe, key_from_text, key_to_text
 
 __all__ = [
     "Change",
+    "DAMAGED_KIND",
     "Delete",
     "Loaded",
     "OnConflict",
@@ -39,6 +41,7 @@ __all__ = [
     "Store",
     "Written",
     "copy_value",
+    "damaged_origin",
     "handler_of",
     "stale_version",
 ]
@@ -242,6 +245,19 @@ class Store(ABC):
         return f"{type(self).__name__}({self.location!r}, codec={self.codec!r})"
 
 
+#: The kind under which a record store keeps the bytes of records that could not be decoded
+#: (with ``on_corrupt="skip"``) once their key is written again. Its keys read
+#: ``<kind>/<key text>/<unix time>``; the persistence never loads it.
+DAMAGED_KIND: Final = "damaged"
+
+
+def damaged_origin(key: str) -> tuple[Kind, str]:
+    """The (kind, key text) a record of :data:`DAMAGED_KIND` was set aside from."""
+    kind, _, rest = key.partition("/")
+    text, _, _ = rest.rpartition("/")
+    return cast("Kind", kind), text
+
+
 class RecordStore(Store):
     """A store that keeps one row per record: ``(kind, key as text, encoded value, version)``.
 
@@ -354,6 +370,32 @@ class RecordStore(Store):
             loaded.append(Loaded(key, value, row.data, row.version))
         return loaded
 
+    def _set_aside_damaged(self, keys: Iterable[tuple[Kind, str]]) -> list[Row]:
+        """Rows keeping the bytes of skipped records that this write replaces or deletes.
+
+        A record skipped by ``on_corrupt="skip"`` is written again when its user next talks to
+        the bot; its undecodable bytes then move to kind :data:`DAMAGED_KIND`, in the same
+        transaction, so they are never lost.
+        """
+        rows = []
+        for kind, text in keys:
+            if (kind, text) not in self.skipped:
+                continue
+            old = self.row(kind, text)
+            if old is None:
+                continue
+            aside = f"{kind}/{text}/{time.time():.6f}"
+            _log.warning(
+                "%s: %s could not be decoded and is now replaced; its old bytes are kept as "
+                "%s record %r",
+                self.location,
+                describe(kind, key_from_text(kind, text)),
+                DAMAGED_KIND,
+                aside,
+            )
+            rows.append(Row(cast("Kind", DAMAGED_KIND), aside, old.data))
+        return rows
+
     def write(self, changes: Sequence[Change], bot: Any) -> Written[RecordKey] | None:
         upserts = []
         deletes = []
@@ -365,18 +407,28 @@ class RecordStore(Store):
                 deletes.append(Delete(change.kind, text, change.base, change.strict))
             else:
                 upserts.append(Row(change.kind, text, change.data, 0, change.base, change.strict))
-        written = self.write_rows(upserts, deletes)
+        set_aside = self._set_aside_damaged(keys)
+        written = self.write_rows(upserts + set_aside, deletes)
+        for row in set_aside:
+            self.skipped.remove(damaged_origin(row.key))
         if written is None:
             return None
 
-        # The store speaks of key texts; the persistence of keys.
-        def by_key(texts: Iterable[tuple[Kind, str]]) -> list[tuple[Kind, RecordKey]]:
-            return [(kind, keys[(kind, text)]) for kind, text in texts]
+        # The store speaks of key texts; the persistence of keys. Rows set aside are the
+        # store's own business.
+        def by_key(entries: Mapping[tuple[Kind, str], int]) -> dict[tuple[Kind, RecordKey], int]:
+            return {
+                (kind, keys[(kind, text)]): value
+                for (kind, text), value in entries.items()
+                if (kind, text) in keys
+            }
 
         return Written(
-            versions=dict(zip(by_key(written.versions), written.versions.values(), strict=True)),
-            conflicts=dict(
-                zip(by_key(written.conflicts), written.conflicts.values(), strict=True)
+            versions=by_key(written.versions),
+            conflicts=by_key(written.conflicts),
+            refused=frozenset(
+                (kind, keys[(kind, text)])
+                for kind, text in written.refused
+                if (kind, text) in keys
             ),
-            refused=frozenset(by_key(written.refused)),
         )

@@ -176,6 +176,9 @@ class SnapshotFileStore(Store):
     def _checked(self, path: Path, kind: Kind, section: Any) -> Any:
         if kind in _FLAT_KINDS and not isinstance(section, dict):
             raise self._corrupt(path, f"{kind} is a {type(section).__name__}, not a dict", kind)
+        if kind in KEYED_KINDS and not all(type(key) is int for key in section):
+            wrong = next(key for key in section if type(key) is not int)
+            raise self._corrupt(path, f"{kind} has the key {wrong!r}, not an int id", kind)
         if kind == "conversations" and not (
             isinstance(section, dict) and all(isinstance(v, dict) for v in section.values())
         ):
