@@ -175,7 +175,9 @@ class SQLiteStore(RecordStore):
 
     # -- rows -----------------------------------------------------------------------------------
 
-    def rows(self, kind: Kind, key_prefix: str = "") -> Iterator[Row]:
+    def rows(self, kind: Kind, key_prefix: str = "") -> list[Row]:
+        # A list rather than a generator: the rows' bytes are all kept until they are decoded
+        # anyway, and a list comprehension is markedly faster per row than a generator.
         connection = self._connected()
         try:
             if key_prefix:
@@ -188,8 +190,7 @@ class SQLiteStore(RecordStore):
                 cursor = connection.execute(
                     "SELECT key, value, version FROM botstate_records WHERE kind = ?", (kind,)
                 )
-            for key, value, version in cursor:
-                yield Row(kind, key, value, version)
+            return [Row(kind, key, value, version) for key, value, version in cursor]
         except sqlite3.DatabaseError as exc:
             raise CorruptDataError(
                 f"{self.path}: cannot read {kind}: {exc}", location=str(self.path), kind=kind
