@@ -64,7 +64,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--quick", action="store_true", help="small N, one repeat (for CI)")
     parser.add_argument("--sizes", help="N values, comma separated (default 1000,10000,100000)")
     parser.add_argument("--changes", default="1,100", help="K values, comma separated")
@@ -99,7 +101,9 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     names = [name.strip() for name in options.stores.split(",")]
     unknown = [name for name in names if name not in CONTENDERS]
     if unknown:
-        raise SystemExit(f"unknown store {', '.join(unknown)}; choose from {', '.join(CONTENDERS)}")
+        raise SystemExit(
+            f"unknown store {', '.join(unknown)}; choose from {', '.join(CONTENDERS)}"
+        )
     if max(ks) > min(sizes):
         raise SystemExit(f"K = {max(ks)} is larger than N = {min(sizes)}")
 
@@ -217,6 +221,8 @@ def _file_system(folder: Path) -> str:
 def write_docs(docs: Path, data: dict[str, Any], tables: str, chart: str) -> None:
     """Replace the results part of benchmarks.md in *docs*; write the chart and raw figures."""
     page = docs / "benchmarks.md"
+    if not page.is_file():
+        raise SystemExit(f"{page} does not exist; --docs names the folder holding benchmarks.md")
     text = page.read_text(encoding="utf-8")
     if START not in text or END not in text:
         raise SystemExit(f"{page} lacks the markers {START} and {END}")

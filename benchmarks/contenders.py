@@ -58,14 +58,14 @@ class Subject(ABC):
     async def cycle(self, state: State, touched: Touched) -> None:
         """Store what one cycle touched; return once it is stored."""
 
-    async def flush(self) -> None:
+    async def flush(self) -> None:  # noqa: B027 (optional hook)
         """Write what is still held back, as the application does when it stops."""
 
     def full_write(self) -> float | None:
         """For a store that writes its whole state at once: the seconds one such write takes."""
         return None
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 (optional hook)
         """Release files, connections and threads."""
 
 
@@ -103,18 +103,19 @@ class SnapshotPersistenceSubject(PersistenceSubject):
 
 @dataclass(frozen=True)
 class Contender:
-    """One store in the comparison.
+    """One store in the comparison: a persistence (``make``) or a floor (``raw``).
 
     Attributes:
         name: Short name, used on the command line and in the results file.
         label: The name the tables and the chart show.
         filename: The file the store keeps in its folder.
-        make: ``make(path, on_flush)`` returns a new persistence on *path* (persistences only).
+        make: ``make(path, on_flush)`` returns a new persistence on *path*.
         subject: Wraps what ``make`` returned for measuring.
-        floor: The contender whose cycle is this one's lower bound ("× floor").
-        max_work: Cycles are skipped where N × K exceeds this (the store's cycle grows with
+        raw: For a floor, its class.
+        floor: The contender whose cycle is this one's lower bound (the "vs floor" column).
+        max_work: Cycles are skipped where N times K exceeds this (the store's cycle grows with
             both and would take too long); None runs every cycle.
-        is_reference: python-telegram-bot's own store, which "× PTB" compares with.
+        is_reference: python-telegram-bot's own store, which "vs PTB" compares with.
     """
 
     name: str
@@ -122,6 +123,7 @@ class Contender:
     filename: str
     make: Callable[[Path, bool], Any] | None = None
     subject: Callable[[Any], Subject] = PersistenceSubject
+    raw: type[Floor] | None = None
     floor: str | None = "sqlite-floor"
     max_work: int | None = None
     is_reference: bool = False
@@ -131,8 +133,10 @@ class Contender:
 
     async def seed(self, folder: Path, state: State, bot: Any) -> None:
         """Store *state* in a new store in *folder*, as one write where the store allows."""
-        if self.make is None:
-            return _seed_floor(folder / self.filename, state)
+        if self.raw is not None:
+            self.raw.seed(folder / self.filename, state)
+            return
+        assert self.make is not None
         persistence = self.make(folder / self.filename, True)
         persistence.set_bot(bot)
         calls = [persistence.update_bot_data(state.bot_data)]
@@ -150,59 +154,54 @@ class Contender:
 
     def open(self, folder: Path, bot: Any) -> Subject:
         """Open the store in *folder* for measuring."""
-        if self.make is None:
-            return SQLiteFloor(folder / self.filename)
+        if self.raw is not None:
+            return self.raw(folder / self.filename)
+        assert self.make is not None
         persistence = self.make(folder / self.filename, False)
         persistence.set_bot(bot)
         return self.subject(persistence)
 
 
-# -- the floor: raw sqlite3 ----------------------------------------------------------------------
-
-_FLOOR_SCHEMA = """CREATE TABLE IF NOT EXISTS records (
-    kind TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (kind, key)
-) WITHOUT ROWID"""
-_FLOOR_UPSERT = (
-    "INSERT INTO records (kind, key, value) VALUES (?, ?, ?) "
-    "ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value"
-)
+# -- floors -------------------------------------------------------------------------------------
 
 
 def _conversation_key(name: str, key: tuple[Any, ...]) -> str:
     return json.dumps([name, list(key)], separators=(",", ":"))
 
 
-def _connect_floor(path: Path) -> sqlite3.Connection:
-    # The same durability as botstate's default: WAL, synchronous=NORMAL.
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    connection.execute(_FLOOR_SCHEMA)
-    return connection
+class Floor(Subject):
+    """The least a program can do to store a cycle: the application's calls only collect what
+    they are handed, then one write pickles and stores all of it. No change detection, no
+    worker thread: the write runs on the event loop.
 
-
-def _seed_floor(path: Path, state: State) -> None:
-    floor = SQLiteFloor(path)
-    floor.add("bot_data", "", state.bot_data)
-    for user_id, data in state.user_data.items():
-        floor.add("user_data", str(user_id), data)
-    for chat_id, data in state.chat_data.items():
-        floor.add("chat_data", str(chat_id), data)
-    for name, states in state.conversations.items():
-        for key, value in states.items():
-            floor.add("conversations", _conversation_key(name, key), value)
-    floor.commit()
-    floor.connection.close()
-
-
-class SQLiteFloor(Subject):
-    """The least a program can do to store a cycle in SQLite: the calls only collect what they
-    are handed, then one transaction pickles and upserts all of it. No change detection, no
-    worker thread: the commit runs on the event loop."""
+    A floor for another database (one redis-py pipeline, one psycopg ``executemany``)
+    implements :meth:`write`, :meth:`read` and :meth:`release`.
+    """
 
     def __init__(self, path: Path) -> None:
-        self.connection = _connect_floor(path)
         self._batch: list[tuple[str, str, object]] = []
+
+    @abstractmethod
+    def write(self, rows: list[tuple[str, str, bytes]]) -> None:
+        """Store *rows* of (kind, key, pickled value) in one transaction or pipeline."""
+
+    @abstractmethod
+    def read(self, kind: str) -> list[tuple[str, bytes]]:
+        """Return the (key, pickled value) pairs of *kind*."""
+
+    @classmethod
+    def seed(cls, path: Path, state: State) -> None:
+        floor = cls(path)
+        floor.add("bot_data", "", state.bot_data)
+        for user_id, data in state.user_data.items():
+            floor.add("user_data", str(user_id), data)
+        for chat_id, data in state.chat_data.items():
+            floor.add("chat_data", str(chat_id), data)
+        for name, states in state.conversations.items():
+            for key, value in states.items():
+                floor.add("conversations", _conversation_key(name, key), value)
+        floor.commit()
+        floor.release()
 
     def add(self, kind: str, key: str, value: object) -> None:
         self._batch.append((kind, key, value))
@@ -210,32 +209,36 @@ class SQLiteFloor(Subject):
     def commit(self) -> None:
         rows = [(kind, key, pickle.dumps(value, 5)) for kind, key, value in self._batch]
         self._batch = []
-        self.connection.execute("BEGIN")
-        self.connection.executemany(_FLOOR_UPSERT, rows)
-        self.connection.execute("COMMIT")
+        self.write(rows)
+
+    @abstractmethod
+    def release(self) -> None:
+        """Close the connection."""
+
+    async def close(self) -> None:
+        self.release()
 
     # The calls the application makes, as PersistenceLike.
 
     async def get_user_data(self) -> dict[int, Any]:
-        return {int(key): value for key, value in self._rows("user_data")}
+        return {int(key): value for key, value in self._decoded("user_data")}
 
     async def get_chat_data(self) -> dict[int, Any]:
-        return {int(key): value for key, value in self._rows("chat_data")}
+        return {int(key): value for key, value in self._decoded("chat_data")}
 
     async def get_bot_data(self) -> Any:
-        return dict(self._rows("bot_data")).get("", {})
+        return dict(self._decoded("bot_data")).get("", {})
 
     async def get_conversations(self, name: str) -> dict[tuple[Any, ...], object]:
         states = {}
-        for key, value in self._rows("conversations"):
+        for key, value in self._decoded("conversations"):
             stored_name, parts = json.loads(key)
             if stored_name == name:
                 states[tuple(parts)] = value
         return states
 
-    def _rows(self, kind: str) -> list[tuple[str, Any]]:
-        cursor = self.connection.execute("SELECT key, value FROM records WHERE kind = ?", (kind,))
-        return [(key, pickle.loads(value)) for key, value in cursor]
+    def _decoded(self, kind: str) -> list[tuple[str, Any]]:
+        return [(key, pickle.loads(value)) for key, value in self.read(kind)]
 
     async def update_user_data(self, user_id: int, data: Any) -> None:
         self.add("user_data", str(user_id), data)
@@ -259,7 +262,38 @@ class SQLiteFloor(Subject):
         await update_like_application(self, state, touched)
         self.commit()
 
-    async def close(self) -> None:
+
+_SQLITE_SCHEMA = """CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (kind, key)
+) WITHOUT ROWID"""
+_SQLITE_UPSERT = (
+    "INSERT INTO records (kind, key, value) VALUES (?, ?, ?) "
+    "ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value"
+)
+
+
+class SQLiteFloor(Floor):
+    """Raw sqlite3: one ``executemany`` upsert in one transaction, with botstate's default
+    durability (WAL, ``synchronous=NORMAL``)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.connection.execute("PRAGMA journal_mode=WAL")
+        self.connection.execute("PRAGMA synchronous=NORMAL")
+        self.connection.execute(_SQLITE_SCHEMA)
+
+    def write(self, rows: list[tuple[str, str, bytes]]) -> None:
+        self.connection.execute("BEGIN")
+        self.connection.executemany(_SQLITE_UPSERT, rows)
+        self.connection.execute("COMMIT")
+
+    def read(self, kind: str) -> list[tuple[str, bytes]]:
+        return list(
+            self.connection.execute("SELECT key, value FROM records WHERE kind = ?", (kind,))
+        )
+
+    def release(self) -> None:
         self.connection.close()
 
 
@@ -294,7 +328,7 @@ CONTENDERS: dict[str, Contender] = {
             "python-telegram-bot PicklePersistence",
             "state.pickle",
             _ptb_pickle,
-            # Its cycle writes the whole file once per changed record: N × K.
+            # Its cycle writes the whole file once per changed record: N times K.
             max_work=1_000_000,
             is_reference=True,
         ),
@@ -306,6 +340,6 @@ CONTENDERS: dict[str, Contender] = {
             SnapshotPersistenceSubject,
         ),
         Contender("botstate-sqlite", "botstate SQLitePersistence", "state.db", _botstate_sqlite),
-        Contender("sqlite-floor", "raw sqlite3 (floor)", "state.db", floor=None),
+        Contender("sqlite-floor", "raw sqlite3 (floor)", "state.db", raw=SQLiteFloor, floor=None),
     )
 }

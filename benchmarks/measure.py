@@ -164,4 +164,3 @@ async def measure(spec: RunSpec) -> RunResult:
     result.size = folder_size(folder)
     result.peak_rss = peak_rss()
     return result
-

@@ -109,10 +109,10 @@ def size(value: float) -> str:
 
 def ratio(value: float) -> str:
     if value >= 100:
-        return f"{value:,.0f}×"
+        return f"{value:,.0f}x"
     if value >= 10:
-        return f"{value:.0f}×"
-    return f"{value:.2f}×"
+        return f"{value:.0f}x"
+    return f"{value:.2f}x"
 
 
 def _row(cells: Sequence[str]) -> str:
@@ -127,8 +127,8 @@ def markdown(summary: Summary) -> str:
     lines: list[str] = []
     for n in summary.sizes:
         lines += [f"### N = {n:,} ({3 * n + 1:,} records)", ""]
-        lines += _cycle_table(summary, n) + [""]
-        lines += _other_table(summary, n) + [""]
+        lines += [*_cycle_table(summary, n), ""]
+        lines += [*_other_table(summary, n), ""]
     lines += ["### Targets", ""]
     lines += [f"- {verdict}" for verdict in targets(summary)]
     return "\n".join(lines) + "\n"
@@ -136,7 +136,9 @@ def markdown(summary: Summary) -> str:
 
 def _cycle_table(summary: Summary, n: int) -> list[str]:
     lines = [
-        _row(["store", "K", "cycle", "× PTB", "× floor", "loop stall: median / worst", "written"]),
+        _row(
+            ["store", "K", "cycle", "vs PTB", "vs floor", "loop stall: median / worst", "written"]
+        ),
         _row(["---", "---:", "---:", "---:", "---:", "---:", "---:"]),
     ]
     notes = []
@@ -149,7 +151,7 @@ def _cycle_table(summary: Summary, n: int) -> list[str]:
                 lines.append(_row([contender.label, str(k), "not run", "", "", "", ""]))
                 notes.append(
                     f"{contender.label} at K = {k}: not run, its cycle rewrites the whole file "
-                    f"once per changed record (N × K = {n * k:,} > {contender.max_work:,})."
+                    f"once per changed record (N times K = {n * k:,} > {contender.max_work:,})."
                 )
                 continue
             cycle = cell.cycle[k]
@@ -183,7 +185,7 @@ def _cycle_table(summary: Summary, n: int) -> list[str]:
 
 def _other_table(summary: Summary, n: int) -> list[str]:
     lines = [
-        _row(["store", "cold load", "× PTB", "flush", "one full write", "files", "peak RSS"]),
+        _row(["store", "cold load", "vs PTB", "flush", "one full write", "files", "peak RSS"]),
         _row(["---", "---:", "---:", "---:", "---:", "---:", "---:"]),
     ]
     reference = summary.reference()
@@ -228,8 +230,7 @@ def _sqlite_vs_ptb(summary: Summary, n: int, k: int) -> tuple[bool, str] | None:
     factor = reference[0] / cell.cycle[k]
     where = "" if reference[1] == n else f", python-telegram-bot measured at N = {reference[1]:,}"
     return factor >= 1000, (
-        f"{ratio(factor)} faster ({seconds(cell.cycle[k])} against "
-        f"{seconds(reference[0])}{where})"
+        f"{ratio(factor)} faster ({seconds(cell.cycle[k])} against {seconds(reference[0])}{where})"
     )
 
 
@@ -239,8 +240,7 @@ def _sqlite_vs_floor(summary: Summary, n: int, k: int) -> tuple[bool, str] | Non
         return None
     factor = cell.cycle[k] / floor.cycle[k]
     return factor <= 2, (
-        f"{ratio(factor)} the floor ({seconds(cell.cycle[k])} against "
-        f"{seconds(floor.cycle[k])})"
+        f"{ratio(factor)} the floor ({seconds(cell.cycle[k])} against {seconds(floor.cycle[k])})"
     )
 
 
@@ -279,17 +279,17 @@ def _sqlite_stall(summary: Summary, n: int, k: int) -> tuple[bool, str] | None:
 
 TARGETS = (
     Target(
-        "SQLite cycle at least 1,000× faster than python-telegram-bot's PicklePersistence",
+        "SQLite cycle at least 1,000x faster than python-telegram-bot's PicklePersistence",
         ("botstate-sqlite", "ptb-pickle"),
         _sqlite_vs_ptb,
     ),
     Target(
-        "SQLite cycle within 2× the raw sqlite3 floor",
+        "SQLite cycle within 2x the raw sqlite3 floor",
         ("botstate-sqlite", "sqlite-floor"),
         _sqlite_vs_floor,
     ),
     Target(
-        "botstate PicklePersistence cycle at most 1.5× one full-file write",
+        "botstate PicklePersistence cycle at most 1.5x one full-file write",
         ("botstate-pickle",),
         _pickle_vs_full_write,
     ),
@@ -330,8 +330,17 @@ def targets(summary: Summary) -> list[str]:
 # -- chart ---------------------------------------------------------------------------------------
 
 _COLOURS = ("#c0392b", "#2471a3", "#1e8449", "#7d3c98", "#b9770e", "#555555")
-_WIDTH, _HEIGHT = 760, 460
-_LEFT, _RIGHT, _TOP, _BOTTOM = 70, 250, 40, 50
+_WIDTH, _HEIGHT = 860, 460
+_LEFT, _RIGHT, _TOP, _BOTTOM = 70, 320, 40, 50
+
+
+def _power_of_ten(power: int) -> str:
+    """A tick label of the time axis: 0.1 ms, 1 ms, ..., 1 s, 10 s."""
+    if power >= 0:
+        return f"{10**power:,} s"
+    if power >= -3:
+        return f"{10 ** (power + 3):,} ms"
+    return f"{10.0 ** (power + 3):g} ms"
 
 
 def _log_range(values: Sequence[float]) -> tuple[int, int]:
@@ -378,7 +387,7 @@ def chart_svg(summary: Summary) -> str:
         )
         parts.append(
             f'<text x="{_LEFT - 6}" y="{top + 4:.1f}" text-anchor="end">'
-            f"{seconds(10.0**power)}</text>"
+            f"{_power_of_ten(power)}</text>"
         )
     for n in summary.sizes:
         left = x(n)
@@ -387,8 +396,7 @@ def chart_svg(summary: Summary) -> str:
             'stroke="#dddddd"/>'
         )
         parts.append(
-            f'<text x="{left:.1f}" y="{_TOP + plot_height + 18}" text-anchor="middle">'
-            f"{n:,}</text>"
+            f'<text x="{left:.1f}" y="{_TOP + plot_height + 18}" text-anchor="middle">{n:,}</text>'
         )
     parts.append(
         f'<text x="{_LEFT + plot_width / 2:.1f}" y="{_HEIGHT - 10}" text-anchor="middle">'
@@ -434,4 +442,3 @@ def chart_svg(summary: Summary) -> str:
     )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
-

@@ -161,9 +161,7 @@ async def update_like_application(
 
     Raises the first error any of the calls raised.
     """
-    calls: set[Coroutine[Any, Any, None]] = {
-        persistence.update_bot_data(deepcopy(state.bot_data))
-    }
+    calls: set[Coroutine[Any, Any, None]] = {persistence.update_bot_data(deepcopy(state.bot_data))}
     for chat_id in touched.chats:
         calls.add(persistence.update_chat_data(chat_id, deepcopy(state.chat_data[chat_id])))
     for user_id in touched.users:

@@ -23,7 +23,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
@@ -248,7 +248,7 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
 
     @collection_paused
     def _load_blocking(self, kind: Kind, handler: str | None) -> dict[RecordKey, object]:
-        records: list[Loaded] = self.store.load(kind, self.bot, handler)
+        records: Iterable[Loaded] = self.store.load(kind, self.bot, handler)
         digests = self._digests[kind]
         if handler is None:
             digests.clear()

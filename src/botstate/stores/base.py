@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, NamedTuple
 
@@ -112,8 +112,11 @@ class Store(ABC):
         """Prepare the store (connect, create the schema); called once before other calls."""
 
     @abstractmethod
-    def load(self, kind: Kind, bot: Any, handler: str | None = None) -> list[Loaded]:
+    def load(self, kind: Kind, bot: Any, handler: str | None = None) -> Iterable[Loaded]:
         """Return every stored record of *kind*, decoded, as new objects.
+
+        The records may come one by one as they are read, so that a large store is never held
+        in memory twice; iterate over them once.
 
         Args:
             kind: The kind to load.
@@ -190,7 +193,7 @@ class RecordStore(Store):
                 return row
         return None
 
-    def load(self, kind: Kind, bot: Any, handler: str | None = None) -> list[Loaded]:
+    def load(self, kind: Kind, bot: Any, handler: str | None = None) -> Iterator[Loaded]:
         prefix = "" if handler is None else key_to_text(kind, (handler, ()))[:-3]
         return self._decoded(kind, self.rows(kind, prefix), bot)
 
@@ -198,12 +201,10 @@ class RecordStore(Store):
         row = self.row(kind, key_to_text(kind, key))
         if row is None:
             return None
-        decoded = self._decoded(kind, [row], bot)
-        return decoded[0] if decoded else None
+        return next(self._decoded(kind, [row], bot), None)
 
-    def _decoded(self, kind: Kind, rows: Iterable[Row], bot: Any) -> list[Loaded]:
-        """Decode *rows*, applying the ``on_corrupt`` rule to those that fail."""
-        loaded = []
+    def _decoded(self, kind: Kind, rows: Iterable[Row], bot: Any) -> Iterator[Loaded]:
+        """Decode *rows* one by one, applying the ``on_corrupt`` rule to those that fail."""
         decode = self.codec.decode
         for row in rows:
             key: RecordKey | str = row.key
@@ -227,8 +228,7 @@ class RecordStore(Store):
                     kind=kind,
                     key=key,
                 ) from exc
-            loaded.append(Loaded(key, value, row.data, row.version))
-        return loaded
+            yield Loaded(key, value, row.data, row.version)
 
     def write(self, changes: Sequence[Change], bot: Any) -> None:
         upserts = []

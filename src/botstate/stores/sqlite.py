@@ -38,6 +38,8 @@ FORMAT_VERSION: Final = 1
 
 Synchronous = Literal["NORMAL", "FULL"]
 
+_ROWS_PER_FETCH: Final = 1000
+
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS botstate_meta (
         name TEXT PRIMARY KEY,
@@ -175,9 +177,7 @@ class SQLiteStore(RecordStore):
 
     # -- rows -----------------------------------------------------------------------------------
 
-    def rows(self, kind: Kind, key_prefix: str = "") -> list[Row]:
-        # A list rather than a generator: the rows' bytes are all kept until they are decoded
-        # anyway, and a list comprehension is markedly faster per row than a generator.
+    def rows(self, kind: Kind, key_prefix: str = "") -> Iterator[Row]:
         connection = self._connected()
         try:
             if key_prefix:
@@ -190,7 +190,10 @@ class SQLiteStore(RecordStore):
                 cursor = connection.execute(
                     "SELECT key, value, version FROM botstate_records WHERE kind = ?", (kind,)
                 )
-            return [Row(kind, key, value, version) for key, value, version in cursor]
+            # A thousand rows per call into sqlite3, and no more than a thousand undecoded
+            # values in memory at a time.
+            while chunk := cursor.fetchmany(_ROWS_PER_FETCH):
+                yield from [Row(kind, key, value, version) for key, value, version in chunk]
         except sqlite3.DatabaseError as exc:
             raise CorruptDataError(
                 f"{self.path}: cannot read {kind}: {exc}", location=str(self.path), kind=kind
