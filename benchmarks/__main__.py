@@ -108,6 +108,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"K = {max(ks)} is larger than N = {min(sizes)}")
 
     started = time.monotonic()
+    load_before = _load_average()
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="botstate-bench-") as scratch:
         for n in sizes:
@@ -130,7 +131,12 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     return {
         "command": "python -m benchmarks " + " ".join(sys.argv[1:]),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine(Path(tempfile.gettempdir())),
+        "machine": {
+            **machine(Path(tempfile.gettempdir())),
+            # Other work on a shared machine shows in the figures; this says how much there was.
+            "load average (1, 5, 15 min) at the start": load_before,
+            "load average at the end": _load_average(),
+        },
         "ks": ks,
         "runs": runs,
     }
@@ -190,6 +196,10 @@ def machine(folder: Path) -> dict[str, str]:
     except ImportError:
         info["python-telegram-bot"] = "not installed"
     return info
+
+
+def _load_average() -> str:
+    return ", ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def _proc_value(path: str, name: str) -> str:
