@@ -93,7 +93,8 @@ def test_the_docs_are_regenerated_from_stored_figures(
     tables, _, figures = quick
     page = tmp_path / "benchmarks.md"
     page.write_text(
-        "# Benchmarks\n\nkept\n\n<!-- results: start -->\nstale figures\n<!-- results: end -->\n\ntail\n",
+        "# Benchmarks\n\nkept\n\n<!-- results: start -->\nstale figures\n"
+        "<!-- results: end -->\n\ntail\n",
         encoding="utf-8",
     )
 
