@@ -44,6 +44,8 @@ FORMAT_VERSION: Final = 1
 
 Synchronous = Literal["NORMAL", "FULL"]
 
+_ROWS_PER_FETCH: Final = 1000
+
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS botstate_meta (
         name TEXT PRIMARY KEY,
@@ -265,8 +267,10 @@ class SQLiteStore(RecordStore):
                 cursor = connection.execute(
                     "SELECT key, value, version FROM botstate_records WHERE kind = ?", (kind,)
                 )
-            for key, value, version in cursor:
-                yield Row(kind, key, value, version)
+            # A thousand rows per call into sqlite3, and no more than a thousand undecoded
+            # values in memory at a time.
+            while chunk := cursor.fetchmany(_ROWS_PER_FETCH):
+                yield from [Row(kind, key, value, version) for key, value, version in chunk]
         except sqlite3.DatabaseError as exc:
             raise CorruptDataError(
                 f"{self.path}: cannot read {kind}: {exc}", location=str(self.path), kind=kind
