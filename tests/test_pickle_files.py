@@ -316,3 +316,26 @@ async def test_a_file_without_read_permission_raises(shared_folder: Path) -> Non
     assert result.stdout.count(message) == 2, result.stdout
     path.chmod(0o600)
     assert path.read_bytes() == before
+
+
+async def test_a_large_file_loads_as_plain_dicts_everywhere(tmp_path: Path) -> None:
+    from botstate.codecs import get_codec
+
+    persistence = PicklePersistence(tmp_path / "bot.pickle")
+    await persistence.update_bot_data({"b": 1})
+    await persistence.flush()
+    # Large sections are pickled item by item so that the event loop keeps running; they
+    # must still load as plain dicts, in python-telegram-bot's reader and the restricted one.
+    import asyncio
+
+    await asyncio.gather(
+        *(persistence.update_user_data(user, {"n": user}) for user in range(2000)),
+        *(persistence.update_conversation("c", (user, user), 1) for user in range(2000)),
+    )
+    data = (tmp_path / "bot.pickle").read_bytes()
+    for content in (pickle.loads(data), get_codec("pickle-restricted").decode(data)):
+        assert isinstance(content, dict)
+        assert type(content["user_data"]) is dict
+        assert len(content["user_data"]) == 2000
+        assert type(content["conversations"]["c"]) is dict
+        assert content["conversations"]["c"][(5, 5)] == 1
