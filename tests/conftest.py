@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from botstate import BotStateError, PicklePersistence, SQLitePersistence
+from botstate import BotStateError
 from botstate.persistence import Persistence
 from botstate.stores.base import Change
-from botstate.stores.memory import MemoryStore
 
-#: The stores the contract suite runs on. Later stores add their names here.
-STORE_NAMES = ["memory", "pickle", "pickle-multi", "sqlite"]
+from .stores import STORES
+
+#: The stores the contract suite runs on: every entry of ``tests/stores.py``.
+STORE_NAMES = list(STORES)
 
 
 class StoreFactory:
@@ -29,23 +31,12 @@ class StoreFactory:
         self.name = name
         self.folder = folder
         self.writes: list[list[tuple[str, object]]] = []
-        self._memory = MemoryStore()
         self.opened: list[Persistence[Any, Any, Any]] = []
         self._counted: list[object] = []
 
     def open(self, **options: Any) -> Persistence[Any, Any, Any]:
         """Return a new persistence on this store, as a restarted bot would create it."""
-        persistence: Persistence[Any, Any, Any]
-        if self.name == "memory":
-            persistence = Persistence(self._memory, **options)
-        elif self.name == "pickle":
-            persistence = PicklePersistence(self.folder / "state.pickle", **options)
-        elif self.name == "pickle-multi":
-            persistence = PicklePersistence(self.folder / "state", single_file=False, **options)
-        elif self.name == "sqlite":
-            persistence = SQLitePersistence(self.folder / "state.db", **options)
-        else:
-            raise AssertionError(f"no such store {self.name}")
+        persistence = STORES[self.name].open(self.folder, **options)
         self._count_writes(persistence)
         self.opened.append(persistence)
         return persistence
@@ -70,8 +61,19 @@ class StoreFactory:
                 await persistence.close()
 
 
+def require(name: str) -> None:
+    """Skip the test, saying why, when store *name* cannot run here; in CI, fail it instead."""
+    reason = STORES[name].unavailable()
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"store {name} is needed in CI: {reason}")
+    pytest.skip(f"store {name}: {reason}")
+
+
 @pytest.fixture(params=STORE_NAMES)
 async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
+    require(request.param)
     factory = StoreFactory(request.param, tmp_path)
     yield factory
     await factory.close_all()

@@ -5,26 +5,38 @@ The layout is python-telegram-bot's: one file holding a dict of the five kinds
 ``single_file=False``, the files ``<path>_user_data``, ``<path>_chat_data``, ... each holding one
 kind. Every write replaces the file atomically (:mod:`botstate._atomic`), so a crash leaves the
 old file or the new one. A file that exists but cannot be read is an error, never "no data".
+
+With ``checksum=True`` (what :class:`PicklePersistence` uses) each file ends with
+:data:`CHECKSUM_MARK` and 8 hex digits: the CRC-32 of the bytes before the mark, started (in the
+one-file-per-kind layout) from the CRC-32 of the kind's name. A byte damaged after the write, or
+a file of another kind in its place, is found on load. Pickle readers stop at the end of the
+pickle and never see these bytes: python-telegram-bot reads the files as before, and files
+without them still load.
 """
 
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from botstate._atomic import remove_stale_temporaries, replace_file
 from botstate.base import BD, CD, UD, PersistenceInput
 from botstate.codecs import Codec, PickleCodec
 from botstate.errors import CorruptDataError, EncodingError
-from botstate.kinds import KEYED_KINDS, KINDS, Kind, RecordKey
+from botstate.kinds import KEYED_KINDS, KINDS, Kind, RecordKey, check_key
 from botstate.persistence import Persistence
 from botstate.stores.base import Change, Loaded, Store, copy_value
 
-__all__ = ["PicklePersistence", "SnapshotFileStore"]
+__all__ = ["CHECKSUM_MARK", "PicklePersistence", "SnapshotFileStore"]
 
 _log = logging.getLogger(__name__)
+
+#: Written before the CRC-32 (8 hex digits) that ends a file written with ``checksum=True``.
+CHECKSUM_MARK: Final = b"\nbotstate-crc32:"
+_CHECKSUM_LENGTH: Final = len(CHECKSUM_MARK) + 8
 
 # A kind with nothing stored: bot_data and callback_data are absent rather than empty.
 _ABSENT = object()
@@ -38,12 +50,18 @@ class SnapshotFileStore(Store):
         codec: Encodes the whole image (or one kind per file).
         single_file: One file (default) or one file per kind. May be changed at any time;
             the next write then writes every kind in the new layout.
+        checksum: End each file written with its checksum (see the module documentation);
+            only for codecs whose readers ignore bytes after the encoded value. A checksum is
+            checked on load whatever this says.
     """
 
-    def __init__(self, path: str | Path, codec: Codec, single_file: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, codec: Codec, single_file: bool = True, checksum: bool = False
+    ) -> None:
         super().__init__(codec)
         self.path = Path(path)
         self.single_file = single_file
+        self.checksum = checksum
         # The state as last read or written, in python-telegram-bot's layout, by kind.
         self._image: dict[Kind, Any] = {}
         # The layout the image was read from or last written in; None before any read.
@@ -117,7 +135,7 @@ class SnapshotFileStore(Store):
         self._layout = layout
 
     def _read_single(self, bot: Any) -> dict[Kind, Any]:
-        content = self._read_file(self.path, bot)
+        content = self._read_file(self.path, None, bot)
         if content is _ABSENT:
             return {kind: _empty(kind) for kind in KINDS}
         if not isinstance(content, dict) or not any(kind in content for kind in KINDS):
@@ -135,12 +153,13 @@ class SnapshotFileStore(Store):
 
     def _read_section(self, kind: Kind, bot: Any) -> Any:
         path = self.file_of(kind, single_file=False)
-        content = self._read_file(path, bot)
+        content = self._read_file(path, kind, bot)
         if content is _ABSENT:
             return _empty(kind)
         return self._checked(path, kind, content)
 
-    def _read_file(self, path: Path, bot: Any) -> Any:
+    def _read_file(self, path: Path, kind: Kind | None, bot: Any) -> Any:
+        """Decode one file: the single file (*kind* None) or the file of *kind*."""
         remove_stale_temporaries(path)
         try:
             data = path.read_bytes()
@@ -148,12 +167,26 @@ class SnapshotFileStore(Store):
             return _ABSENT
         except OSError as exc:
             raise self._corrupt(path, f"cannot be read: {exc.strerror or exc}") from exc
+        data = self._checked_sum(path, kind, data)
         try:
             content = self.codec.decode(data, bot=bot)
         except CorruptDataError as exc:
             raise self._corrupt(path, f"cannot be decoded as {self.codec.name}: {exc}") from exc
         _log.debug("read %s (%d bytes)", path, len(data))
         return content
+
+    def _checked_sum(self, path: Path, kind: Kind | None, data: bytes) -> bytes:
+        """Return *data* without its checksum, after checking it; data without one as it is."""
+        if not data[-_CHECKSUM_LENGTH:].startswith(CHECKSUM_MARK):
+            return data
+        body = data[:-_CHECKSUM_LENGTH]
+        if data[-8:] != _checksum(body, kind):
+            raise self._corrupt(
+                path,
+                "does not match the checksum at its end: it was damaged after it was written, "
+                "or it is another file (of another kind or another store)",
+            )
+        return body
 
     def _checked(self, path: Path, kind: Kind, section: Any) -> Any:
         if kind in KEYED_KINDS and not isinstance(section, dict):
@@ -166,6 +199,19 @@ class SnapshotFileStore(Store):
             section is None or (isinstance(section, (tuple, list)) and len(section) == 2)
         ):
             raise self._corrupt(path, "callback_data is not a (keyboards, queries) pair", kind)
+
+        # Keys of the wrong type mean the file is not what its name says (another kind's file,
+        # another program's dict); loading it would hand out records no one can address.
+        try:
+            if kind in KEYED_KINDS:
+                for key in section:
+                    check_key(kind, key)
+            elif kind == "conversations":
+                for name, states in section.items():
+                    for key in states:
+                        check_key(kind, (name, key))
+        except TypeError as exc:
+            raise self._corrupt(path, f"holds a record of no valid key: {exc}", kind) from exc
         return section
 
     def _corrupt(self, path: Path, problem: str, kind: Kind | None = None) -> CorruptDataError:
@@ -196,13 +242,13 @@ class SnapshotFileStore(Store):
         if self.single_file:
             content = {kind: image[kind] for kind in KINDS if image[kind] is not _ABSENT}
             content.setdefault("callback_data", None)
-            replace_file(self.path, self._encode(content, bot))
+            replace_file(self.path, self._encode(content, None, bot))
         else:
             for kind in to_write:
                 section = image[kind]
                 replace_file(
                     self.file_of(kind),
-                    self._encode(None if section is _ABSENT else section, bot),
+                    self._encode(None if section is _ABSENT else section, kind, bot),
                 )
         self._image = image
         self._layout = self.single_file
@@ -214,11 +260,21 @@ class SnapshotFileStore(Store):
             return None
         return self.codec.decode(change.data, bot=bot)
 
-    def _encode(self, content: object, bot: Any) -> bytes:
+    def _encode(self, content: object, kind: Kind | None, bot: Any) -> bytes:
         try:
-            return self.codec.encode(content, bot=bot)
+            data = self.codec.encode(content, bot=bot)
         except EncodingError as exc:
             raise EncodingError(f"{self.path}: cannot encode the state: {exc}") from exc
+        if self.checksum:
+            data += CHECKSUM_MARK + _checksum(data, kind)
+        return data
+
+
+def _checksum(data: bytes, kind: Kind | None) -> bytes:
+    """The CRC-32 of *data*, started from that of the kind's name in the one-file-per-kind
+    layout (so a file of one kind fails as another's), as 8 hex digits."""
+    start = 0 if kind is None else zlib.crc32(kind.encode())
+    return b"%08x" % zlib.crc32(data, start)
 
 
 def _empty(kind: Kind) -> Any:
@@ -256,7 +312,9 @@ class PicklePersistence(Persistence[UD, CD, BD]):
     python-telegram-bot loads the plain-data files written here. Unlike python-telegram-bot's
     class, every write replaces the file atomically (a crash never leaves it half written), the
     changes of one cycle are one write rather than one per id, file work runs off the event
-    loop, and a file that cannot be read is an error rather than a fresh start over it.
+    loop, and a file that cannot be read is an error rather than a fresh start over it. Each
+    file ends with a checksum (after the pickle, where pickle readers do not look), so a damaged
+    byte is an error too rather than silently different data.
 
     Loading a pickle can run code: only load files your bot wrote.
 
@@ -285,7 +343,7 @@ class PicklePersistence(Persistence[UD, CD, BD]):
         update_interval: float = 60,
         context_types: Any = None,
     ) -> None:
-        self._files = SnapshotFileStore(filepath, PickleCodec(), single_file)
+        self._files = SnapshotFileStore(filepath, PickleCodec(), single_file, checksum=True)
         super().__init__(
             self._files,
             store_data=store_data,

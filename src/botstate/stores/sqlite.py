@@ -110,10 +110,7 @@ class SQLiteStore(RecordStore):
                 check_same_thread=False,
             )
         except sqlite3.Error as exc:
-            raise CorruptDataError(
-                f"{self.path} cannot be opened as an SQLite database: {exc}",
-                location=str(self.path),
-            ) from exc
+            raise self._unusable(exc) from exc
         try:
             self._prepare(connection)
         except BaseException:
@@ -124,13 +121,18 @@ class SQLiteStore(RecordStore):
 
     def _prepare(self, connection: sqlite3.Connection) -> None:
         try:
+            # Look before changing anything: switching to WAL rewrites the file's header.
+            self._refuse_foreign(connection)
+            self._check_integrity(connection)
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute(f"PRAGMA synchronous={self.synchronous}")
             with self._transaction(connection, "open"):
+                # Again inside the transaction, which no other process can change under us.
+                tables = self._refuse_foreign(connection)
                 for statement in _SCHEMA:
                     connection.execute(statement)
                 meta = dict(connection.execute("SELECT name, value FROM botstate_meta"))
-                if not meta:
+                if not tables:
                     connection.executemany(
                         "INSERT INTO botstate_meta (name, value) VALUES (?, ?)",
                         [
@@ -140,11 +142,59 @@ class SQLiteStore(RecordStore):
                         ],
                     )
                     meta = {"format_version": str(FORMAT_VERSION), "codec": self.codec.name}
-        except sqlite3.DatabaseError as exc:
-            raise CorruptDataError(
-                f"{self.path} is not a usable SQLite database: {exc}", location=str(self.path)
-            ) from exc
+        except CorruptDataError:
+            raise
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            # A damaged byte in a table or column name reads as text that is not UTF-8.
+            raise self._unusable(exc) from exc
         self._check_meta(meta)
+
+    def _check_integrity(self, connection: sqlite3.Connection) -> None:
+        """Raise if the file is damaged.
+
+        A damaged page can read as empty or as other records rather than fail, so SQLite's own
+        check runs once on open. It reads the database once more at start-up, in about the time
+        loading every record takes.
+        """
+        problems = [row[0] for row in connection.execute("PRAGMA quick_check(3)")]
+
+        # SQLite writes whole pages. A file cut short inside its last page passes the check
+        # when the lost bytes held record contents, which then read as zeros: other records.
+        # While a write-ahead log has content, SQLite itself rebuilds the file from it.
+        (page_size,) = connection.execute("PRAGMA page_size").fetchone()
+        size = os.path.getsize(self.path)
+        if size % page_size and not _has_content(Path(f"{self.path}-wal")):
+            problems.append(f"its size ({size} bytes) is not a whole number of pages: cut short")
+
+        if problems != ["ok"]:
+            found = "; ".join(problem for problem in problems if problem != "ok")
+            raise CorruptDataError(
+                f"{self.path} is damaged ({found}); botstate writes nothing into it. Restore a "
+                "backup, or recover what is left with the sqlite3 shell's '.recover' into a new "
+                "file.",
+                location=str(self.path),
+            )
+
+    def _refuse_foreign(self, connection: sqlite3.Connection) -> set[str]:
+        """Return the database's tables; raise if it has some but not botstate's.
+
+        Such a file is another program's database, or ours with its schema damaged: adding
+        fresh tables to it would start empty beside data botstate cannot see.
+        """
+        tables = {
+            name
+            for (name,) in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            )
+        }
+        if tables and not tables >= {"botstate_meta", "botstate_records"}:
+            raise CorruptDataError(
+                f"{self.path} is an SQLite database without botstate's tables (it has "
+                f"{', '.join(sorted(tables)[:5])}); botstate writes nothing into it. Give the "
+                "bot's state a path of its own.",
+                location=str(self.path),
+            )
+        return tables
 
     def _check_meta(self, meta: dict[str, str]) -> None:
         try:
@@ -190,7 +240,7 @@ class SQLiteStore(RecordStore):
                 )
             for key, value, version in cursor:
                 yield Row(kind, key, value, version)
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise CorruptDataError(
                 f"{self.path}: cannot read {kind}: {exc}", location=str(self.path), kind=kind
             ) from exc
@@ -202,7 +252,7 @@ class SQLiteStore(RecordStore):
                 "SELECT value, version FROM botstate_records WHERE kind = ? AND key = ?",
                 (kind, key),
             ).fetchone()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise CorruptDataError(
                 f"{self.path}: cannot read {kind}: {exc}", location=str(self.path), kind=kind
             ) from exc
@@ -245,7 +295,22 @@ class SQLiteStore(RecordStore):
                 f"during {what}; nothing was changed. Raise lock_timeout or stop the other "
                 "writer."
             )
+        if what == "open":
+            # Opening only reads what is there (or creates it): a failure is unreadable data.
+            return self._unusable(exc)
         return WriteError(f"{self.path}: {what} failed: {exc}; nothing was changed")
+
+    def _unusable(self, exc: BaseException) -> CorruptDataError:
+        """The error for a file SQLite cannot use, with the likely reason where one shows."""
+        if self.path.is_dir():
+            reason = " (it is a folder)"
+        elif not os.access(self.path, os.R_OK | os.W_OK):
+            reason = " (this user may not read and write it)"
+        else:
+            reason = ""
+        return CorruptDataError(
+            f"{self.path} is not a usable SQLite database{reason}: {exc}", location=str(self.path)
+        )
 
     def _connected(self) -> sqlite3.Connection:
         if self._connection is None:
@@ -261,6 +326,13 @@ class SQLiteStore(RecordStore):
         meta = dict(connection.execute("SELECT name, value FROM botstate_meta"))
         (last,) = connection.execute("SELECT max(updated) FROM botstate_records").fetchone()
         return {**meta, "last_write": last}
+
+
+def _has_content(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
 
 
 def _create_private(path: Path) -> None:
