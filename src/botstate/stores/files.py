@@ -26,7 +26,7 @@ from botstate._atomic import remove_stale_temporaries, replace_file
 from botstate.base import BD, CD, UD, PersistenceInput
 from botstate.codecs import Codec, PickleCodec
 from botstate.errors import CorruptDataError, EncodingError
-from botstate.kinds import KEYED_KINDS, KINDS, Kind, RecordKey, check_key
+from botstate.kinds import KEYED_KINDS, KINDS, Kind, RecordKey, check_key, describe
 from botstate.persistence import Persistence
 from botstate.stores.base import Change, Loaded, Store, copy_value
 
@@ -82,24 +82,36 @@ class SnapshotFileStore(Store):
         self._ensure_read([kind], bot)
         section = self._image[kind]
         if kind in KEYED_KINDS:
-            return [Loaded(key, copy_value(value, bot)) for key, value in section.items()]
+            return [self._loaded(kind, key, value, bot) for key, value in section.items()]
         if kind == "conversations":
             names = section if handler is None else [handler] if handler in section else []
             return [
-                Loaded((name, key), copy_value(state, bot))
+                self._loaded(kind, (name, key), state, bot)
                 for name in names
                 for key, state in section[name].items()
             ]
         if section is _ABSENT or (kind == "callback_data" and section is None):
             return []
-        return [Loaded(None, copy_value(section, bot))]
+        return [self._loaded(kind, None, section, bot)]
 
     def load_record(self, kind: Kind, key: RecordKey, bot: Any) -> Loaded | None:
         self._ensure_read([kind], bot)
         value = self._current(kind, key)
         if value is _ABSENT or (kind == "callback_data" and value is None):
             return None
-        return Loaded(key, copy_value(value, bot))
+        return self._loaded(kind, key, value, bot)
+
+    def _loaded(self, kind: Kind, key: RecordKey, value: Any, bot: Any) -> Loaded:
+        """A record of the image, copied so that the caller's edits cannot reach it."""
+        try:
+            return Loaded(key, copy_value(value, bot))
+        except RecursionError as exc:
+            # The unpickler builds any depth; copying it needs one Python frame per level.
+            raise self._corrupt(
+                self.file_of(kind, self._layout),
+                f"holds {describe(kind, key)} nested too deeply to load ({exc})",
+                kind,
+            ) from exc
 
     def stored_data(self, kind: Kind, key: RecordKey, bot: Any) -> bytes | None:
         value = self._current(kind, key)
