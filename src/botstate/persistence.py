@@ -275,6 +275,9 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
         if self.on_flush:
             self._pending[update.address] = update
             return
+        # A change of the same record kept in memory (before on_flush was switched off) is
+        # older than this one; the next flush must not write it over this one.
+        self._pending.pop(update.address, None)
         await self._enqueue(update)
 
     def _enqueue(self, update: _Update) -> asyncio.Future[None]:
