@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 from botstate import CorruptDataError
 from botstate.codecs import PickleCodec
 from botstate.stores.files import CHECKSUM_MARK
-
 from tests.stores import STORES
+
 from .corrupt import write_reference
 from .workload import load_all
 
