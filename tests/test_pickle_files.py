@@ -90,14 +90,25 @@ async def test_writes_leave_no_temporary_files(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["bot.pickle"]
 
 
-async def test_a_temporary_file_left_by_a_killed_process_is_removed_on_load(
+async def test_a_temporary_file_left_by_a_killed_writer_is_removed_by_the_next_writer_only(
     tmp_path: Path,
 ) -> None:
     good_file(tmp_path / "bot.pickle")
     leftover = tmp_path / f"bot.pickle{TEMP_MARK}abc123"
     leftover.write_bytes(b"half a pick")
-    assert await PicklePersistence(tmp_path / "bot.pickle").get_user_data() == {1: {"a": 1}}
+
+    # A reader may run beside a live writer whose temporary file this could be.
+    reader = PicklePersistence(tmp_path / "bot.pickle")
+    assert await reader.get_user_data() == {1: {"a": 1}}
+    assert leftover.exists()
+
+    writer = PicklePersistence(tmp_path / "bot.pickle")
+    await writer.update_user_data(2, {"b": 2})
     assert not leftover.exists()
+    assert await PicklePersistence(tmp_path / "bot.pickle").get_user_data() == {
+        1: {"a": 1},
+        2: {"b": 2},
+    }
 
 
 async def test_a_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:

@@ -101,10 +101,11 @@ def kill_repeatedly(store: str, folder: Path, kills: int, seed: int) -> CrashFig
     start = 0
     with _Launcher() as launcher:
         for attempt in range(kills):
+            leftovers = set(folder.glob(f"*{TEMP_MARK}*"))
             reported, started = launcher.run_and_kill(store, folder, seed, start, rng, figures)
             figures.kills += 1
             figures.killed_while_starting += not started
-            figures.temporaries_left += bool(list(folder.glob(f"*{TEMP_MARK}*")))
+            figures.temporaries_left += bool(set(folder.glob(f"*{TEMP_MARK}*")) - leftovers)
             figures.cycles_confirmed += len(reported)
             last = max(reported, default=start - 1)
 

@@ -66,6 +66,8 @@ class SnapshotFileStore(Store):
         self._image: dict[Kind, Any] = {}
         # The layout the image was read from or last written in; None before any read.
         self._layout: bool | None = None
+        # Files whose leftover temporaries this store removed already.
+        self._swept: set[Path] = set()
 
     @property
     def location(self) -> str:
@@ -172,7 +174,6 @@ class SnapshotFileStore(Store):
 
     def _read_file(self, path: Path, kind: Kind | None, bot: Any) -> Any:
         """Decode one file: the single file (*kind* None) or the file of *kind*."""
-        remove_stale_temporaries(path)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -254,16 +255,27 @@ class SnapshotFileStore(Store):
         if self.single_file:
             content = {kind: image[kind] for kind in KINDS if image[kind] is not _ABSENT}
             content.setdefault("callback_data", None)
-            replace_file(self.path, self._encode(content, None, bot))
+            self._replace(self.path, self._encode(content, None, bot))
         else:
             for kind in to_write:
                 section = image[kind]
-                replace_file(
+                self._replace(
                     self.file_of(kind),
                     self._encode(None if section is _ABSENT else section, kind, bot),
                 )
         self._image = image
         self._layout = self.single_file
+
+    def _replace(self, path: Path, data: bytes) -> None:
+        """Replace *path*; the first time, remove what a killed writer left beside it.
+
+        Only the writer removes leftovers: a reader doing so (``botstate inspect`` on a live
+        bot) could delete the temporary file the bot's process is about to rename.
+        """
+        if path not in self._swept:
+            remove_stale_temporaries(path)
+            self._swept.add(path)
+        replace_file(path, data)
 
     def _private_copy(self, change: Change, bot: Any) -> Any:
         """The value to keep in the image: decoded from what was encoded, so later edits of the
