@@ -17,11 +17,12 @@ import pytest
 from botstate import CorruptDataError
 
 from .conftest import require
-from .reliability.corrupt import Unavailable, damage_trial, unreadable_trial
+from .reliability import QUICK, Unavailable
+from .reliability.corrupt import damage_trial, unreadable_trial
 from .stores import DURABLE, RECORD_STORES, STORES
 
 #: Offsets per file tried for truncation and for flipped bytes.
-BUDGET = 12
+BUDGET = QUICK.damage_budget
 
 
 @pytest.mark.parametrize("store", DURABLE)

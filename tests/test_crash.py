@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from .conftest import require
+from .reliability import QUICK
 from .reliability.crash import crash_trial
 from .stores import DURABLE
 
-KILLS = 40
+KILLS = QUICK.kills
 
 
 @pytest.mark.parametrize("store", DURABLE)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 
 from .conftest import require
+from .reliability import QUICK
 from .reliability.fuzz import fuzz_trial, targets
 
-EXAMPLES = 80
+EXAMPLES = QUICK.fuzz_inputs
 
 
 @pytest.mark.parametrize("target", list(targets()))

@@ -38,6 +38,7 @@ from botstate import BotStateError, CorruptDataError
 from botstate.persistence import Persistence
 from tests.stores import DURABLE, STORES
 
+from . import Unavailable
 from .crash import ROOT
 from .workload import HANDLER, load_all
 
@@ -288,10 +289,6 @@ def load_and_report(store: str, folder: str) -> None:
         print(f"CorruptDataError: {exc}")
     else:
         print("loaded without an error")
-
-
-class Unavailable(Exception):
-    """The trial cannot run here; the message says why."""
 
 
 def run_as_unprivileged_user(code: str) -> subprocess.CompletedProcess[str]:

@@ -8,16 +8,22 @@ process, a file size limit (``RLIMIT_FSIZE``), which any user may set.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import resource
 import signal
+import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from botstate import WriteError
 from tests.stores import STORES
+
+from . import Unavailable
+from .crash import ROOT
 
 #: A value too big for the space left, random so that nothing compresses it.
 BIG = 1024 * 1024
@@ -73,6 +79,54 @@ def fill(folder: Path) -> Path:
                 if exc.errno != errno.ENOSPC:
                     raise
     return filler
+
+
+@contextlib.contextmanager
+def small_disk() -> Iterator[Path]:
+    """A folder on a 4 MiB tmpfs mounted for the trial; raises Unavailable where mounting is
+    not allowed (it needs root)."""
+    folder = Path(tempfile.mkdtemp(prefix="botstate-full-"))
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=700", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        folder.rmdir()
+        raise Unavailable(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        # Lazily, so that a store a failed trial left open cannot keep the mount.
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
+        folder.rmdir()
+
+
+async def on_small_disk(store: str, folder: Path) -> None:
+    """The scenario on a small disk (*folder*, from :func:`small_disk`) filled to the last
+    byte, then given room again."""
+    filler: list[Path] = []
+
+    def make_room() -> None:
+        with contextlib.suppress(IndexError):
+            filler.pop().unlink()
+
+    await full_disk_scenario(store, folder, lambda: filler.append(fill(folder)), make_room)
+
+
+def over_file_size_limit(store: str, folder: Path) -> str | None:
+    """The scenario in a child process whose file size limit stands for the full disk; return
+    what went wrong, or None."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.reliability.diskfull", store, str(folder)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    return None if result.returncode == 0 else result.stderr[-2000:]
 
 
 def with_file_size_limit(store: str, folder: Path) -> None:
