@@ -23,10 +23,6 @@ from botstate.stores.memory import MemoryStore
 Opener = Callable[..., Persistence[Any, Any, Any]]
 
 
-def _no_files(folder: Path) -> list[Path]:
-    return []
-
-
 def _available() -> str | None:
     return None
 
@@ -39,9 +35,9 @@ class StoreKind:
         name: The name tests are parametrized with.
         open: ``open(folder, **options)`` returns a new persistence on the store kept for
             *folder*; opening again with the same folder is a restart of the bot.
-        files: The files holding the data under *folder*, once written (empty for stores
-            that are not files).
-        durable: What it stores outlives the process (crash and corruption tests run).
+        files: For stores kept in files, returns the files holding the data under *folder*,
+            once written (the disk-full, damaged-file and unreadable-file trials run on them).
+        durable: What it stores outlives the process (the crash trial runs).
         atomic: A batch of changes of several kinds is all or nothing. When False, each
             record is still old or new, never mixed.
         every_damaged_byte_found: Each single damaged byte of its files is found (an error)
@@ -57,7 +53,7 @@ class StoreKind:
 
     name: str
     open: Opener
-    files: Callable[[Path], list[Path]] = _no_files
+    files: Callable[[Path], list[Path]] | None = None
     durable: bool = True
     atomic: bool = True
     every_damaged_byte_found: bool = True
@@ -170,6 +166,9 @@ STORES: dict[str, StoreKind] = {
 
 #: The stores whose data outlives the process.
 DURABLE = [name for name, store in STORES.items() if store.durable]
+
+#: The stores kept in files.
+FILE_STORES = [name for name, store in STORES.items() if store.files is not None]
 
 #: The stores that keep one row per record.
 RECORD_STORES = [name for name, store in STORES.items() if store.record_bytes is not None]

@@ -19,13 +19,13 @@ from botstate import CorruptDataError
 from .conftest import require
 from .reliability import QUICK, Unavailable
 from .reliability.corrupt import damage_trial, unreadable_trial
-from .stores import DURABLE, RECORD_STORES, STORES
+from .stores import FILE_STORES, RECORD_STORES, STORES
 
 #: Offsets per file tried for truncation and for flipped bytes.
 BUDGET = QUICK.damage_budget
 
 
-@pytest.mark.parametrize("store", DURABLE)
+@pytest.mark.parametrize("store", FILE_STORES)
 def test_damaged_files_give_an_error_naming_the_file_or_load_unchanged(
     store: str, tmp_path: Path
 ) -> None:
@@ -38,7 +38,7 @@ def test_damaged_files_give_an_error_naming_the_file_or_load_unchanged(
     assert sum(family.startswith("another format") for family in figures.tried) >= 4
 
 
-@pytest.mark.parametrize("store", DURABLE)
+@pytest.mark.parametrize("store", FILE_STORES)
 def test_a_file_its_user_may_not_read_gives_an_error_naming_it(store: str) -> None:
     require(store)
     try:

@@ -10,7 +10,7 @@ import pytest
 from .conftest import require
 from .reliability import Unavailable
 from .reliability.diskfull import on_small_disk, over_file_size_limit, small_disk
-from .stores import DURABLE
+from .stores import FILE_STORES
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def disk() -> Iterator[Path]:
         pytest.skip(str(exc))
 
 
-@pytest.mark.parametrize("store", DURABLE)
+@pytest.mark.parametrize("store", FILE_STORES)
 async def test_a_save_on_a_full_disk_raises_keeps_the_data_and_the_next_one_succeeds(
     store: str, disk: Path
 ) -> None:
@@ -31,7 +31,7 @@ async def test_a_save_on_a_full_disk_raises_keeps_the_data_and_the_next_one_succ
     await on_small_disk(store, disk)
 
 
-@pytest.mark.parametrize("store", DURABLE)
+@pytest.mark.parametrize("store", FILE_STORES)
 def test_a_save_over_the_file_size_limit_raises_keeps_the_data_and_the_next_one_succeeds(
     store: str, tmp_path: Path
 ) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.stores import DURABLE, RECORD_STORES, STORES
+from tests.stores import DURABLE, FILE_STORES, RECORD_STORES, STORES
 
 from . import FULL, QUICK, Sizes, Unavailable
 from .badvalues import BAD_VALUES, PLACES, RECORDS, BadValueFigures, bad_value_trial
@@ -78,6 +78,7 @@ def run(sizes: Sizes, seed: int) -> Report:
     started = time.monotonic()
     stores = [name for name in STORES if STORES[name].unavailable() is None]
     durable = [name for name in DURABLE if name in stores]
+    in_files = [name for name in FILE_STORES if name in stores]
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         for store in durable:
@@ -91,9 +92,9 @@ def run(sizes: Sizes, seed: int) -> Report:
                     seed,
                 )
             )
-        for store in durable:
+        for store in in_files:
             report.full_disks[store] = _step(f"disk full {store}", _full_disks, store, folder)
-        for store in durable:
+        for store in in_files:
             report.damage.append(
                 _step(
                     f"damage {store}",

@@ -36,7 +36,7 @@ from typing import Any
 
 from botstate import BotStateError, CorruptDataError
 from botstate.persistence import Persistence
-from tests.stores import DURABLE, STORES
+from tests.stores import FILE_STORES, STORES, StoreKind
 
 from . import Unavailable
 from .crash import ROOT
@@ -82,13 +82,13 @@ def damage_trial(store: str, folder: Path, budget: int, seed: int) -> Corruption
     rng = random.Random(seed)
     kind = STORES[store]
     figures = CorruptionFigures(store)
-    references = {name: folder / "reference" / name for name in DURABLE}
+    references = {name: folder / "reference" / name for name in FILE_STORES}
     for name, reference in references.items():
         reference.mkdir(parents=True)
         asyncio.run(write_reference(reference, name))
     expected = asyncio.run(_load(store, references[store]))
 
-    for target in kind.files(references[store]):
+    for target in files_of(kind, references[store]):
         for family, damage in _damages(target, references, budget, rng):
             outcome, problem = asyncio.run(
                 _try(store, references[store], folder / "work", target.name, damage, expected)
@@ -104,6 +104,12 @@ def damage_trial(store: str, folder: Path, budget: int, seed: int) -> Corruption
             if problem:
                 figures.problems.append(f"{store}, {target.name}, {family}: {problem}")
     return figures
+
+
+def files_of(store: StoreKind, folder: Path) -> list[Path]:
+    """The files of a store kept in files."""
+    assert store.files is not None, f"{store.name} is not kept in files"
+    return store.files(folder)
 
 
 def _damages(
@@ -163,7 +169,7 @@ def _foreign_files(references: dict[str, Path], rng: random.Random) -> dict[str,
         connection.close()
         foreign["another program's SQLite database"] = other.read_bytes()
     for name, reference in references.items():
-        for path in STORES[name].files(reference):
+        for path in files_of(STORES[name], reference):
             foreign[f"{name} file {path.name}"] = path.read_bytes()
     return foreign
 
@@ -194,7 +200,7 @@ async def _try(
     shutil.copytree(reference, work)
     target = work / target_name
     damage(target)
-    names = [path.name for path in STORES[store].files(reference)]
+    names = [path.name for path in files_of(STORES[store], reference)]
     before = _snapshot(work, names)
 
     persistence = STORES[store].open(work)
@@ -267,7 +273,7 @@ def unreadable_trial(store: str) -> tuple[str, list[str]]:
     try:
         shared.chmod(0o755)  # Another user may enter; the store files stay private.
         asyncio.run(write_reference(shared, store))
-        files = STORES[store].files(shared)
+        files = files_of(STORES[store], shared)
         for path in files:
             path.chmod(0o000)
         result = run_as_unprivileged_user(

@@ -29,7 +29,7 @@ from botstate.codecs import PickleCodec
 from botstate.stores.files import CHECKSUM_MARK
 from tests.stores import STORES
 
-from .corrupt import write_reference
+from .corrupt import files_of, write_reference
 from .workload import load_all
 
 Mutation = tuple[str, int, int]
@@ -147,7 +147,7 @@ def _load_file(store: str, name: str | None = None) -> Callable[[bytes, Path], N
         reference = _reference(folder, store)
         work = _fresh(folder / "work")
         shutil.copytree(reference, work, dirs_exist_ok=True)
-        (work / (name or STORES[store].files(reference)[0].name)).write_bytes(data)
+        (work / (name or files_of(STORES[store], reference)[0].name)).write_bytes(data)
         asyncio.run(_load(store, work))
 
     return run
@@ -203,7 +203,7 @@ def targets() -> dict[str, Target]:
         ),
     }
     for name, store in STORES.items():
-        if store.durable:
+        if store.files is not None:
             found[f"{name}: its first file"] = Target(
                 _load_file(name), _bytes_from([name]), store=name
             )
@@ -251,8 +251,8 @@ def _seeds(folder: Path, store: str | None) -> dict[str, bytes]:
         reference = _reference(folder, store)
         reference.mkdir(parents=True, exist_ok=True)
         asyncio.run(write_reference(reference, store))
-        if STORES[store].durable:
-            seeds[store] = STORES[store].files(reference)[0].read_bytes()
+        if STORES[store].files is not None:
+            seeds[store] = files_of(STORES[store], reference)[0].read_bytes()
     return seeds
 
 
