@@ -13,8 +13,9 @@ from the state found.
 
 Writers are forked from a launcher process (``python -m tests.reliability.crash``) that has
 imported everything already, so a kill costs no interpreter start-up. The launcher reads one
-``STORE FOLDER SEED START`` line per writer on stdin and answers ``pid N``, then ``ended CODE``
-once the writer is gone; the writer's own lines (``ready``, cycle numbers) come in between.
+``STORE FOLDER SEED START`` line per writer on stdin and answers ``ended CODE`` once the writer
+is gone; before that come the writer's own lines: ``pid N`` first, then ``ready`` and the cycle
+numbers.
 """
 
 from __future__ import annotations
@@ -182,19 +183,16 @@ class _Launcher:
         assert self._process.stdin is not None
         self._process.stdin.write(f"{store} {folder} {seed} {start}\n".encode())
         self._process.stdin.flush()
-        lines = []
-        first = self._line()
-        if first.startswith("pid "):
-            pid = int(first.split()[1])
+        lines = [self._line()]
+        if lines[0].startswith("pid "):
+            pid = int(lines[0].split()[1])
             if rng.random() < EARLY_SHARE:
                 time.sleep(rng.uniform(0, 0.03))
             else:
                 lines.append(self._line())  # "ready", once the store is open and loaded
                 time.sleep(rng.uniform(0, WINDOW))
             os.kill(pid, signal.SIGKILL)
-        else:
-            lines.append(first)
-        while not lines or not lines[-1].startswith("ended"):
+        while not lines[-1].startswith("ended"):
             lines.append(self._line())
 
         if lines[-1] != f"ended {-signal.SIGKILL}":
@@ -233,14 +231,15 @@ def _launch_writers() -> None:
             except BaseException:
                 traceback.print_exc()
             os._exit(1)
-        os.write(out, b"pid %d\n" % pid)
         _, status = os.waitpid(pid, 0)
         os.write(out, b"ended %d\n" % os.waitstatus_to_exitcode(status))
 
 
 def _write_cycles(store: str, folder: Path, seed: int, start: int) -> None:
-    """A writer: open, load, say ready, then write cycles and report each one."""
+    """A writer: say its pid, open, load, say ready, then write cycles and report each one."""
     out = sys.stdout.fileno()
+    # Written by the writer itself, so that it comes before any other line of the writer.
+    os.write(out, b"pid %d\n" % os.getpid())
 
     async def main() -> None:
         persistence = STORES[store].open(folder)
