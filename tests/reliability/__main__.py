@@ -3,7 +3,7 @@
     python -m tests.reliability                 # full run, writes docs/reliability.md
     python -m tests.reliability --quick -o -    # the CI sizes, printed
 
-``scripts/reliability`` runs the first line. The full run takes about a quarter of an hour on
+``scripts/reliability`` runs the first line. The full run takes 5 to 15 minutes on
 two cores. It exits with status 1 when any trial found a problem; the file then lists them.
 """
 

@@ -269,7 +269,7 @@ class SnapshotFileStore(Store):
     def _replace(self, path: Path, data: bytes) -> None:
         """Replace *path*; the first time, remove what a killed writer left beside it.
 
-        Only the writer removes leftovers: a reader doing so (``botstate inspect`` on a live
+        Only the writer removes leftovers: a reader doing so (a tool looking at a live
         bot) could delete the temporary file the bot's process is about to rename.
         """
         if path not in self._swept:
