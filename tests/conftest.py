@@ -3,34 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from botstate import BotStateError, JSONPersistence, PicklePersistence, SQLitePersistence
+from botstate import BotStateError
 from botstate.persistence import Persistence
 from botstate.stores.base import Change, Written
-from botstate.stores.memory import MemoryStore
 
-from . import servers
+from .stores import STORES
 
-#: The stores the contract suite runs on. Later stores add their names here.
-STORE_NAMES = [
-    "memory",
-    "pickle",
-    "pickle-multi",
-    "pickle-restricted",
-    "sqlite",
-    "sqlite-json",
-    "json",
-    "json-multi",
-    "redis",
-    "redis-json",
-    "postgres",
-    "postgres-json",
-]
+#: The stores the contract suite runs on: every entry of ``tests/stores.py``.
+STORE_NAMES = list(STORES)
 
 #: Those of them that check record versions: a compare-and-set, atomic across processes.
 VERSIONED_STORE_NAMES = [
@@ -49,44 +36,12 @@ class StoreFactory:
         self.name = name
         self.folder = folder
         self.writes: list[list[tuple[str, object]]] = []
-        self._memory = MemoryStore()
         self.opened: list[Persistence[Any, Any, Any]] = []
         self._counted: list[object] = []
-        # "redis", "postgres", and their variants with the JSON codec ("redis-json", ...).
-        self.server, _, variant = name.partition("-")
-        self.codec = {"codec": variant} if variant else {}
-        self.server_name = ""
-        if self.server in ("redis", "postgres"):
-            servers.require(self.server)
-            self.server_name = servers.unique_name(self.server)
 
     def open(self, **options: Any) -> Persistence[Any, Any, Any]:
         """Return a new persistence on this store, as a restarted bot would create it."""
-        persistence: Persistence[Any, Any, Any]
-        if self.name == "memory":
-            persistence = Persistence(self._memory, **options)
-        elif self.name == "pickle":
-            persistence = PicklePersistence(self.folder / "state.pickle", **options)
-        elif self.name == "pickle-multi":
-            persistence = PicklePersistence(self.folder / "state", single_file=False, **options)
-        elif self.name == "pickle-restricted":
-            persistence = PicklePersistence(
-                self.folder / "state.pickle", codec="pickle-restricted", **options
-            )
-        elif self.name == "sqlite":
-            persistence = SQLitePersistence(self.folder / "state.db", **options)
-        elif self.name == "sqlite-json":
-            persistence = SQLitePersistence(self.folder / "state.db", codec="json", **options)
-        elif self.name == "json":
-            persistence = JSONPersistence(self.folder / "state.json", **options)
-        elif self.name == "json-multi":
-            persistence = JSONPersistence(self.folder / "state", single_file=False, **options)
-        elif self.server_name:
-            persistence = servers.open_persistence(
-                self.server, self.server_name, **self.codec, **options
-            )
-        else:
-            raise AssertionError(f"no such store {self.name}")
+        persistence = STORES[self.name].open(self.folder, **options)
         self._count_writes(persistence)
         self.opened.append(persistence)
         return persistence
@@ -110,12 +65,24 @@ class StoreFactory:
             # A test may leave records that cannot be stored on purpose.
             with contextlib.suppress(BotStateError):
                 await persistence.close()
-        if self.server_name:
-            servers.remove(self.server, self.server_name)
+        cleanup = STORES[self.name].cleanup
+        if cleanup is not None:
+            cleanup(self.folder)
+
+
+def require(name: str) -> None:
+    """Skip the test, saying why, when store *name* cannot run here; in CI, fail it instead."""
+    reason = STORES[name].unavailable()
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"store {name} is needed in CI: {reason}")
+    pytest.skip(f"store {name}: {reason}")
 
 
 @pytest.fixture(params=STORE_NAMES)
 async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
+    require(request.param)
     factory = StoreFactory(request.param, tmp_path)
     yield factory
     await factory.close_all()
@@ -124,6 +91,7 @@ async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 @contextlib.asynccontextmanager
 async def store_factory(name: str, folder: Path) -> AsyncIterator[StoreFactory]:
     """A :class:`StoreFactory` on store *name*, closed (and its server data removed) after."""
+    require(name)
     factory = StoreFactory(name, folder)
     try:
         yield factory

@@ -7,6 +7,7 @@ afterwards. Without a server the test is skipped, except under ``CI=true``, wher
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import socket
 import threading
@@ -14,24 +15,39 @@ import time
 import uuid
 from typing import Any
 
-import pytest
-
 REDIS_URL = "redis://127.0.0.1:6379/0"
 POSTGRES_URL = "postgresql://127.0.0.1:5432/test"
 
 _ADDRESSES = {"redis": ("127.0.0.1", 6379), "postgres": ("127.0.0.1", 5432)}
 
 
-def require(server: str) -> None:
-    """Skip (or, in CI, fail) the calling test when *server* does not accept connections."""
+def unavailable(server: str) -> str | None:
+    """Why *server* cannot be used here, or None when it accepts connections."""
     host, port = _ADDRESSES[server]
     try:
         socket.create_connection((host, port), timeout=2).close()
     except OSError as exc:
-        reason = f"{server} is not running on {host}:{port} ({exc}); ./scripts/test starts it"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        return f"{server} is not running on {host}:{port} ({exc}); ./scripts/test starts it"
+    return None
+
+
+def require(server: str) -> None:
+    """Skip (or, in CI, fail) the calling test when *server* does not accept connections."""
+    import pytest  # Here only: tests.stores, which imports this module, runs without pytest.
+
+    reason = unavailable(server)
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def name_for(server: str, folder: object) -> str:
+    """The prefix or table of the store kept for a test's *folder*: the same for the same
+    folder, so that opening again is a restart of the bot."""
+    digest = hashlib.sha1(str(folder).encode()).hexdigest()[:16]
+    return f"bs_test_{digest}" if server == "postgres" else f"bs-test-{digest}"
 
 
 def unique_name(server: str) -> str:

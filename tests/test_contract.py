@@ -220,6 +220,18 @@ async def test_on_flush_can_be_switched_after_construction(stores: StoreFactory)
     assert len(stores.writes) == 1
 
 
+async def test_a_change_written_at_once_wins_over_an_older_one_kept_in_memory(
+    stores: StoreFactory,
+) -> None:
+    persistence = stores.open(on_flush=True)
+    await persistence.update_user_data(1, {"v": "old, kept in memory"})
+    persistence.on_flush = False
+    await persistence.update_user_data(1, {"v": "new, written at once"})
+    assert await persistence.get_user_data() == {1: {"v": "new, written at once"}}
+    await persistence.flush()
+    assert await stores.open().get_user_data() == {1: {"v": "new, written at once"}}
+
+
 @pytest.mark.parametrize("kind", ["user_data", "chat_data", "bot_data", "callback_data"])
 async def test_a_kind_switched_off_is_not_written_and_reads_empty_later(
     stores: StoreFactory, kind: str

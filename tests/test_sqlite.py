@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import pickle
 import sqlite3
 import stat
@@ -156,35 +155,6 @@ async def test_a_file_that_is_not_a_database_is_refused_and_kept(
     with pytest.raises(CorruptDataError, match=r"bot\.db .*SQLite database"):
         await SQLitePersistence(path).get_user_data()
     assert path.read_bytes() == content
-
-
-async def test_one_damaged_row_names_its_kind_and_key_or_is_skipped(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    path = tmp_path / "bot.db"
-    persistence = SQLitePersistence(path)
-    await asyncio.gather(*(persistence.update_user_data(n, {"n": n}) for n in range(5)))
-    await persistence.close()
-    with sqlite3.connect(path) as connection:
-        connection.execute(
-            "UPDATE botstate_records SET value = x'80059500' "
-            "WHERE kind = 'user_data' AND key = '3'"
-        )
-
-    with pytest.raises(CorruptDataError, match=r"bot\.db: cannot decode user_data\[3\]") as caught:
-        await SQLitePersistence(path).get_user_data()
-    assert (caught.value.kind, caught.value.key) == ("user_data", 3)
-
-    skipping = SQLitePersistence(path, on_corrupt="skip")
-    with caplog.at_level(logging.WARNING):
-        assert await skipping.get_user_data() == {n: {"n": n} for n in (0, 1, 2, 4)}
-    assert "skipped user_data[3]" in caplog.text
-    await skipping.close()
-    with sqlite3.connect(path) as connection:
-        (value,) = connection.execute(
-            "SELECT value FROM botstate_records WHERE key = '3'"
-        ).fetchone()
-    assert value == bytes.fromhex("80059500")
 
 
 async def test_another_process_sees_every_committed_cycle(tmp_path: Path) -> None:

@@ -76,7 +76,11 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def remove_stale_temporaries(path: Path) -> None:
-    """Delete temporary files a killed process left beside *path*."""
+    """Delete temporary files a killed process left beside *path*.
+
+    Only the process that writes *path* may call this, before its own first write: any other
+    process could delete the temporary file of a write in progress.
+    """
     path = Path(os.path.realpath(path))
     try:
         leftovers = list(path.parent.glob(glob.escape(path.name) + TEMP_MARK + "*"))

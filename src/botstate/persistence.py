@@ -38,6 +38,7 @@ from typing import Any, Final, Generic, TypeVar, cast
 from botstate._gc import collection_paused
 from botstate.base import BD, CD, UD, BasePersistence, CallbackData, PersistenceInput
 from botstate.codecs.base import find_unencodable
+from botstate.copysafe import CopySafeDict
 from botstate.errors import (
     BotStateError,
     ConflictError,
@@ -98,7 +99,8 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
         store_data: Which kinds to store. Defaults to all of them.
         update_interval: Seconds between two persistence updates of the application.
         context_types: python-telegram-bot's ``ContextTypes`` (or any object with a
-            ``bot_data`` factory); an empty ``bot_data`` is made by that factory.
+            ``bot_data`` factory); an empty ``bot_data`` is made by that factory. Where it names
+            :class:`~botstate.copysafe.CopySafeDict` classes, stored dicts come back as them.
         on_flush: When True, ``update_*`` and ``drop_*`` only keep the change in memory and
             :meth:`flush` writes them all. Defaults to False: every call returns once its record
             is durable.
@@ -149,16 +151,16 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
     async def get_user_data(self) -> dict[int, UD]:
         if not self.store_data.user_data:
             return {}
-        return cast("dict[int, UD]", await self._load("user_data"))
+        return cast("dict[int, UD]", self._adopted("user_data", await self._load("user_data")))
 
     async def get_chat_data(self) -> dict[int, CD]:
         if not self.store_data.chat_data:
             return {}
-        return cast("dict[int, CD]", await self._load("chat_data"))
+        return cast("dict[int, CD]", self._adopted("chat_data", await self._load("chat_data")))
 
     async def get_bot_data(self) -> BD:
         if self.store_data.bot_data:
-            loaded = await self._load("bot_data")
+            loaded = self._adopted("bot_data", await self._load("bot_data"))
             if None in loaded:
                 return cast("BD", loaded[None])
         return cast("BD", self._empty("bot_data"))
@@ -403,6 +405,16 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
                 result[key] = copy_value(update.value, self.bot)
         return result
 
+    def _adopted(self, kind: Kind, records: dict[RecordKey, object]) -> dict[RecordKey, object]:
+        """Give loaded plain dicts the context types' class when it is a
+        :class:`~botstate.copysafe.CopySafeDict`, which is stored as a plain dict."""
+        factory = getattr(self.context_types, kind, None)
+        if not (isinstance(factory, type) and issubclass(factory, CopySafeDict)):
+            return records
+        return {
+            key: factory(value) if type(value) is dict else value for key, value in records.items()
+        }
+
     @collection_paused
     def _load_blocking(self, kind: Kind, handler: str | None) -> dict[RecordKey, object]:
         records: Iterable[Loaded] = self.store.load(kind, self.bot, handler)
@@ -442,8 +454,11 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
         if self.on_flush:
             self._pending[update.address] = update
             return
+        # A change of the same record kept in memory (before on_flush was switched off) is
+        # older than this one; it must not be written over this one.
+        self._pending.pop(update.address, None)
         if self._pending:
-            # Kept while on_flush was True: they go with this write, unless it replaces them.
+            # The others kept while on_flush was True go with this write.
             self._retry.update(self._pending)
             self._pending.clear()
         await self._enqueue(update)

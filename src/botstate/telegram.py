@@ -15,6 +15,18 @@ persistence as it is::
 Type checkers do not follow virtual subclasses; :func:`for_application` returns the same object
 typed as python-telegram-bot's ``BasePersistence`` for code checked with mypy.
 
+python-telegram-bot deep-copies user, chat and bot data before handing it to any persistence,
+and one value that cannot be copied (a lock, a socket, a generator) then stops the application's
+saving for good. :func:`copy_safe_context_types` makes that copy unable to fail, so such a value
+is reported as an :class:`~botstate.errors.EncodingError` on every save instead::
+
+    context_types = copy_safe_context_types()
+    persistence = SQLitePersistence("bot.db", context_types=context_types)
+    application = (
+        Application.builder().token(TOKEN).context_types(context_types)
+        .persistence(persistence).build()
+    )
+
 This module also stores ``TelegramObject`` instances for the pickle codec: by class and state,
 coming back with the current bot attached.
 
@@ -56,6 +68,7 @@ import telegram.ext
 from telegram.ext import ConversationHandler, TypeHandler
 
 from botstate.base import BasePersistence
+from botstate.copysafe import CopySafe, CopySafeDict
 from botstate.kinds import ConversationKey
 
 if TYPE_CHECKING:
@@ -64,6 +77,9 @@ if TYPE_CHECKING:
 __all__ = [
     "REFRESH_GROUP",
     "STORE_GROUP",
+    "CopySafe",
+    "CopySafeDict",
+    "copy_safe_context_types",
     "for_application",
     "reduce_telegram_object",
     "restore_telegram_object",
@@ -98,6 +114,36 @@ def for_application(
     botstate persistence directly.
     """
     return cast("telegram.ext.BasePersistence[_UD, _CD, _BD]", persistence)
+
+
+def copy_safe_context_types(
+    context_types: telegram.ext.ContextTypes[Any, Any, Any, Any] | None = None,
+) -> telegram.ext.ContextTypes[Any, Any, Any, Any]:
+    """Return *context_types* with user, chat and bot data whose deep copy never fails.
+
+    Where *context_types* (default: python-telegram-bot's defaults) uses ``dict``, the result
+    uses :class:`~botstate.copysafe.CopySafeDict`; a class of your own must derive from
+    :class:`~botstate.copysafe.CopySafe`. Give the result to the application builder's
+    ``context_types()`` and to the persistence's ``context_types``: the persistence then gives
+    stored data back as these classes, so values loaded at start-up are covered too.
+
+    Raises:
+        TypeError: If a data class of *context_types* is neither ``dict`` nor a
+            :class:`~botstate.copysafe.CopySafe` subclass.
+    """
+    base = context_types if context_types is not None else telegram.ext.ContextTypes()
+    classes: dict[str, type[Any]] = {}
+    for kind in ("bot_data", "chat_data", "user_data"):
+        cls: type[Any] = getattr(base, kind)
+        if cls is dict:
+            cls = CopySafeDict
+        elif not issubclass(cls, CopySafe):
+            raise TypeError(
+                f"the {kind} class {cls.__qualname__} cannot be made copy-safe from outside; "
+                f"declare it as 'class {cls.__name__}(botstate.telegram.CopySafe, ...)'"
+            )
+        classes[kind] = cls
+    return telegram.ext.ContextTypes(context=base.context, **classes)
 
 
 def reduce_telegram_object(

@@ -65,6 +65,7 @@ from zoneinfo import ZoneInfo
 
 from botstate.codecs.allow import AllowEntry, AllowList
 from botstate.codecs.base import Codec
+from botstate.copysafe import CopySafeDict
 from botstate.errors import BotStateError, CorruptDataError, EncodingError, UnsafeDataError
 
 __all__ = ["MAX_DEPTH", "JSONCodec"]
@@ -432,6 +433,8 @@ _CONTAINERS: Final[dict[type, Callable[[_Writer, Any, int], _Json]]] = {
     list: _Writer.write_list,
     tuple: _Writer.write_tuple,
     dict: _Writer.write_dict,
+    # python-telegram-bot's data under copy-safe context types: stored as the plain dict it is.
+    CopySafeDict: _Writer.write_dict,
     set: _Writer.write_set,
     frozenset: _Writer.write_set,
 }

@@ -350,6 +350,12 @@ class RecordStore(Store):
         for row in rows:
             key: RecordKey | str = row.key
             try:
+                if not isinstance(row.key, str) or not isinstance(row.data, bytes):
+                    # Databases with loose column types hand back what a damaged row holds.
+                    raise ValueError(
+                        f"the stored row holds a {type(row.key).__name__} key and a "
+                        f"{type(row.data).__name__} value, not text and bytes"
+                    )
                 key = key_from_text(kind, row.key)
                 value = decode(row.data, bot=bot)
             except (ValueError, CorruptDataError) as exc:

@@ -11,26 +11,46 @@ python-telegram-bot's layout.
 
 Every write replaces the file atomically (:mod:`botstate._atomic`), so a crash leaves the
 old file or the new one. A file that exists but cannot be read is an error, never "no data".
+
+With ``checksum=True`` (what :class:`PicklePersistence` uses) each file ends with
+:data:`CHECKSUM_MARK` and 8 hex digits: the CRC-32 of the bytes before the mark, started (in the
+one-file-per-kind layout) from the CRC-32 of the kind's name. A byte damaged after the write, or
+a file of another kind in its place, is found on load. Pickle readers stop at the end of the
+pickle and never see these bytes: python-telegram-bot reads the files as before, and files
+without them still load.
 """
 
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from botstate._atomic import remove_stale_temporaries, replace_file
 from botstate.base import BD, CD, UD, PersistenceInput
 from botstate.codecs import Codec, get_codec
 from botstate.errors import ConflictError, CorruptDataError, EncodingError, UnsafeDataError
-from botstate.kinds import KEYED_KINDS, KINDS, ConversationKey, Kind, RecordKey
+from botstate.kinds import (
+    KEYED_KINDS,
+    KINDS,
+    ConversationKey,
+    Kind,
+    RecordKey,
+    check_key,
+    describe,
+)
 from botstate.persistence import Persistence
 from botstate.stores.base import Change, Loaded, Store, copy_value
 
-__all__ = ["JSONPersistence", "PicklePersistence", "SnapshotFileStore"]
+__all__ = ["CHECKSUM_MARK", "JSONPersistence", "PicklePersistence", "SnapshotFileStore"]
 
 _log = logging.getLogger(__name__)
+
+#: Written before the CRC-32 (8 hex digits) that ends a file written with ``checksum=True``.
+CHECKSUM_MARK: Final = b"\nbotstate-crc32:"
+_CHECKSUM_LENGTH: Final = len(CHECKSUM_MARK) + 8
 
 # A kind with nothing stored: bot_data and callback_data are absent rather than empty.
 _ABSENT = object()
@@ -50,18 +70,26 @@ class SnapshotFileStore(Store):
         codec: Encodes the whole image (or one kind per file).
         single_file: One file (default) or one file per kind. May be changed at any time;
             the next write then writes every kind in the new layout.
+        checksum: End each file written with its checksum (see the module documentation);
+            only for codecs whose readers ignore bytes after the encoded value. A checksum is
+            checked on load whatever this says.
     """
 
-    def __init__(self, path: str | Path, codec: Codec, single_file: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, codec: Codec, single_file: bool = True, checksum: bool = False
+    ) -> None:
         super().__init__(codec)
         self.path = Path(path)
         self.single_file = single_file
+        self.checksum = checksum
         # The state as last read or written, in python-telegram-bot's layout, by kind.
         self._image: dict[Kind, Any] = {}
         # The layout the image was read from or last written in; None before any read.
         self._layout: bool | None = None
         # What each file looked like when last read or written (None: absent).
         self._seen: dict[Path, tuple[int, int, int] | None] = {}
+        # Files whose leftover temporaries this store removed already.
+        self._swept: set[Path] = set()
 
     @property
     def location(self) -> str:
@@ -78,24 +106,36 @@ class SnapshotFileStore(Store):
         self._ensure_read([kind], bot)
         section = self._image[kind]
         if kind in _FLAT_KINDS:
-            return [Loaded(key, copy_value(value, bot)) for key, value in section.items()]
+            return [self._loaded(kind, key, value, bot) for key, value in section.items()]
         if kind == "conversations":
             names = section if handler is None else [handler] if handler in section else []
             return [
-                Loaded((name, key), copy_value(state, bot))
+                self._loaded(kind, (name, key), state, bot)
                 for name in names
                 for key, state in section[name].items()
             ]
         if section is _ABSENT or (kind == "callback_data" and section is None):
             return []
-        return [Loaded(None, copy_value(section, bot))]
+        return [self._loaded(kind, None, section, bot)]
 
     def load_record(self, kind: Kind, key: RecordKey, bot: Any) -> Loaded | None:
         self._ensure_read([kind], bot)
         value = self._current(kind, key)
         if value is _ABSENT or (kind == "callback_data" and value is None):
             return None
-        return Loaded(key, copy_value(value, bot))
+        return self._loaded(kind, key, value, bot)
+
+    def _loaded(self, kind: Kind, key: RecordKey, value: Any, bot: Any) -> Loaded:
+        """A record of the image, copied so that the caller's edits cannot reach it."""
+        try:
+            return Loaded(key, copy_value(value, bot))
+        except RecursionError as exc:
+            # The unpickler builds any depth; copying it needs one Python frame per level.
+            raise self._corrupt(
+                self.file_of(kind, self._layout),
+                f"holds {describe(kind, key)} nested too deeply to load ({exc})",
+                kind,
+            ) from exc
 
     def stored_data(self, kind: Kind, key: RecordKey, bot: Any) -> bytes | None:
         value = self._current(kind, key)
@@ -131,7 +171,7 @@ class SnapshotFileStore(Store):
         self._layout = layout
 
     def _read_single(self, bot: Any) -> dict[Kind, Any]:
-        content = self._read_file(self.path, bot)
+        content = self._read_file(self.path, None, bot)
         if content is _ABSENT:
             return {kind: _empty(kind) for kind in KINDS}
         if not isinstance(content, dict) or not any(kind in content for kind in KINDS):
@@ -149,13 +189,13 @@ class SnapshotFileStore(Store):
 
     def _read_section(self, kind: Kind, bot: Any) -> Any:
         path = self.file_of(kind, single_file=False)
-        content = self._read_file(path, bot)
+        content = self._read_file(path, kind, bot)
         if content is _ABSENT:
             return _empty(kind)
         return self._checked(path, kind, content)
 
-    def _read_file(self, path: Path, bot: Any) -> Any:
-        remove_stale_temporaries(path)
+    def _read_file(self, path: Path, kind: Kind | None, bot: Any) -> Any:
+        """Decode one file: the single file (*kind* None) or the file of *kind*."""
         self._seen[path] = _signature(path)
         try:
             data = path.read_bytes()
@@ -163,6 +203,7 @@ class SnapshotFileStore(Store):
             return _ABSENT
         except OSError as exc:
             raise self._corrupt(path, f"cannot be read: {exc.strerror or exc}") from exc
+        data = self._checked_sum(path, kind, data)
         try:
             content = self.codec.decode(data, bot=bot)
         except CorruptDataError as exc:
@@ -172,6 +213,19 @@ class SnapshotFileStore(Store):
             raise error from exc
         _log.debug("read %s (%d bytes)", path, len(data))
         return content
+
+    def _checked_sum(self, path: Path, kind: Kind | None, data: bytes) -> bytes:
+        """Return *data* without its checksum, after checking it; data without one as it is."""
+        if not data[-_CHECKSUM_LENGTH:].startswith(CHECKSUM_MARK):
+            return data
+        body = data[:-_CHECKSUM_LENGTH]
+        if data[-8:] != _checksum(body, kind):
+            raise self._corrupt(
+                path,
+                "does not match the checksum at its end: it was damaged after it was written, "
+                "or it is another file (of another kind or another store)",
+            )
+        return body
 
     def _checked(self, path: Path, kind: Kind, section: Any) -> Any:
         if kind in _FLAT_KINDS and not isinstance(section, dict):
@@ -187,6 +241,19 @@ class SnapshotFileStore(Store):
             section is None or (isinstance(section, (tuple, list)) and len(section) == 2)
         ):
             raise self._corrupt(path, "callback_data is not a (keyboards, queries) pair", kind)
+
+        # Keys of the wrong type mean the file is not what its name says (another kind's file,
+        # another program's dict); loading it would hand out records no one can address.
+        try:
+            if kind in KEYED_KINDS:
+                for key in section:
+                    check_key(kind, key)
+            elif kind == "conversations":
+                for name, states in section.items():
+                    for key in states:
+                        check_key(kind, (name, key))
+        except TypeError as exc:
+            raise self._corrupt(path, f"holds a record of no valid key: {exc}", kind) from exc
         return section
 
     def _corrupt(self, path: Path, problem: str, kind: Kind | None = None) -> CorruptDataError:
@@ -224,13 +291,13 @@ class SnapshotFileStore(Store):
                 if image[kind] is not _ABSENT and not _unused(kind, image[kind])
             }
             content.setdefault("callback_data", None)
-            files.append((self.path, self._encode(content, bot)))
+            files.append((self.path, self._encode(content, None, bot)))
         else:
             for kind in to_write:
                 section = image[kind]
                 if kind not in changed and _unused(kind, section):
                     continue
-                data = self._encode(None if section is _ABSENT else section, bot)
+                data = self._encode(None if section is _ABSENT else section, kind, bot)
                 files.append((self.file_of(kind), data))
 
         # Never write over a file someone else changed since it was read (a backup restored
@@ -238,7 +305,7 @@ class SnapshotFileStore(Store):
         for path, _ in files:
             self._check_unchanged(path)
         for path, data in files:
-            replace_file(path, data)
+            self._replace(path, data)
             self._seen[path] = _signature(path)
         self._image = image
         self._layout = self.single_file
@@ -251,11 +318,32 @@ class SnapshotFileStore(Store):
                 "since are kept in memory and tried again with the next write)."
             )
 
-    def _encode(self, content: object, bot: Any) -> bytes:
+    def _replace(self, path: Path, data: bytes) -> None:
+        """Replace *path*; the first time, remove what a killed writer left beside it.
+
+        Only the writer removes leftovers: a reader doing so (a tool looking at a live
+        bot) could delete the temporary file the bot's process is about to rename.
+        """
+        if path not in self._swept:
+            remove_stale_temporaries(path)
+            self._swept.add(path)
+        replace_file(path, data)
+
+    def _encode(self, content: object, kind: Kind | None, bot: Any) -> bytes:
         try:
-            return self.codec.encode_snapshot(content, bot=bot)
+            data = self.codec.encode_snapshot(content, bot=bot)
         except EncodingError as exc:
             raise EncodingError(f"{self.path}: cannot encode the state: {exc}") from exc
+        if self.checksum:
+            data += CHECKSUM_MARK + _checksum(data, kind)
+        return data
+
+
+def _checksum(data: bytes, kind: Kind | None) -> bytes:
+    """The CRC-32 of *data*, started from that of the kind's name in the one-file-per-kind
+    layout (so a file of one kind fails as another's), as 8 hex digits."""
+    start = 0 if kind is None else zlib.crc32(kind.encode())
+    return b"%08x" % zlib.crc32(data, start)
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:
@@ -325,7 +413,11 @@ class _FilePersistence(Persistence[UD, CD, BD]):
                 f"{type(self).__name__} writes {self.format} files; codec {chosen!r} writes "
                 f"{chosen.name}"
             )
-        self._files = SnapshotFileStore(filepath, chosen, single_file)
+        # Pickle files end with a checksum, after the pickle where pickle readers do not look;
+        # a JSON file stays plain JSON.
+        self._files = SnapshotFileStore(
+            filepath, chosen, single_file, checksum=self.format == "pickle"
+        )
         super().__init__(
             self._files,
             store_data=store_data,
@@ -354,7 +446,9 @@ class PicklePersistence(_FilePersistence[UD, CD, BD]):
     python-telegram-bot loads the plain-data files written here. Unlike python-telegram-bot's
     class, every write replaces the file atomically (a crash never leaves it half written), the
     changes of one cycle are one write rather than one per id, file work runs off the event
-    loop, and a file that cannot be read is an error rather than a fresh start over it.
+    loop, and a file that cannot be read is an error rather than a fresh start over it. Each
+    file ends with a checksum (after the pickle, where pickle readers do not look), so a damaged
+    byte is an error too rather than silently different data.
 
     Loading a pickle can run code: only load files your bot wrote, or pass
     ``codec="pickle-restricted"`` (see :class:`~botstate.codecs.PickleCodec`).

@@ -155,7 +155,7 @@ class SQLiteStore(RecordStore):
         _log.info("opened %s (format %d, codec %s)", self.path, FORMAT_VERSION, self.codec.name)
 
     def _prepare(self, connection: sqlite3.Connection) -> dict[str, str]:
-        """Set the journal mode, check or create the tables, return the format stamp."""
+        """Check the file, set the journal mode, check or create the tables; return the stamp."""
         # Several processes opening a new database at once race for the first write; switching
         # to WAL does not always wait for the lock, so the open is retried until lock_timeout.
         deadline = time.monotonic() + self.lock_timeout
@@ -167,16 +167,19 @@ class SQLiteStore(RecordStore):
                     time.sleep(0.02)
                     continue
                 raise self._open_error(exc) from exc
-            except sqlite3.DatabaseError as exc:
+            except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+                # A damaged byte in a table or column name reads as text that is not UTF-8.
                 raise self._open_error(exc) from exc
 
     def _prepare_once(self, connection: sqlite3.Connection) -> dict[str, str]:
         # Look before changing anything: switching to WAL rewrites the file's header.
         self._check_tables(connection)
+        self._check_integrity(connection)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(f"PRAGMA synchronous={self.synchronous}")
         connection.execute("BEGIN IMMEDIATE")
         try:
+            # Again inside the transaction, which no other process can change under us.
             self._check_tables(connection)
             for statement in _SCHEMA:
                 connection.execute(statement)
@@ -204,7 +207,10 @@ class SQLiteStore(RecordStore):
         return meta
 
     def _check_tables(self, connection: sqlite3.Connection) -> None:
-        """Refuse a database that is not botstate's, or a botstate database missing a table."""
+        """Refuse a database that is not botstate's, or a botstate database missing a table.
+
+        Adding fresh tables to such a file would start empty beside data botstate cannot see.
+        """
         tables = {
             name
             for (name,) in connection.execute(
@@ -218,8 +224,8 @@ class SQLiteStore(RecordStore):
         if not tables & ours:
             raise CorruptDataError(
                 f"{self.path} is an SQLite database of another application (tables "
-                f"{', '.join(sorted(tables))}); botstate keeps its state in a database of its "
-                "own, so give it a new file",
+                f"{', '.join(sorted(tables)[:5])}); botstate keeps its state in a database of "
+                "its own, so give it a new file",
                 location=str(self.path),
             )
         for missing in sorted(ours - tables):
@@ -229,21 +235,54 @@ class SQLiteStore(RecordStore):
                 location=str(self.path),
             )
 
-    def _open_error(self, exc: sqlite3.Error) -> Exception:
-        """Translate an error met while opening into botstate's, naming the file."""
+    def _check_integrity(self, connection: sqlite3.Connection) -> None:
+        """Raise if the file is damaged.
+
+        A damaged page can read as empty or as other records rather than fail, so SQLite's own
+        check runs once on open. It reads the database once more at start-up, in about the time
+        loading every record takes.
+        """
+        problems = [row[0] for row in connection.execute("PRAGMA quick_check(3)")]
+
+        # SQLite writes whole pages. A file cut short inside its last page passes the check
+        # when the lost bytes held record contents, which then read as zeros: other records.
+        # While a write-ahead log has content, SQLite itself rebuilds the file from it.
+        (page_size,) = connection.execute("PRAGMA page_size").fetchone()
+        size = os.path.getsize(self.path)
+        if size % page_size and not _has_content(Path(f"{self.path}-wal")):
+            problems.append(f"its size ({size} bytes) is not a whole number of pages: cut short")
+
+        if problems != ["ok"]:
+            found = "; ".join(problem for problem in problems if problem != "ok")
+            raise CorruptDataError(
+                f"{self.path} is damaged ({found}); botstate writes nothing into it. Restore a "
+                "backup, or recover what is left with the sqlite3 shell's '.recover' into a new "
+                "file.",
+                location=str(self.path),
+            )
+
+    def _open_error(self, exc: BaseException) -> Exception:
+        """Translate an error met while opening into botstate's, naming the file and reason."""
         text = str(exc)
-        if _locked(exc):
+        if isinstance(exc, sqlite3.Error) and _locked(exc):
             return StoreLockedError(
                 f"{self.path} stayed locked by another process for {self.lock_timeout:g} s "
                 "while opening; nothing was changed. Raise lock_timeout or stop the other writer."
             )
-        if "readonly" in text or "unable to open" in text or "permission" in text.lower():
+        if self.path.is_dir():
+            reason = " (it is a folder)"
+        elif self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
+            reason = " (this user may not read and write it)"
+        elif "readonly" in text or "unable to open" in text:
             return WriteError(
-                f"cannot open {self.path} for reading and writing: {text}; SQLite needs write "
-                "access to the file and to its folder (for its journal files)"
+                f"cannot open {self.path} for writing: {text}; SQLite needs write access to the "
+                "file and to its folder, for its journal files"
             )
+        else:
+            reason = ""
         return CorruptDataError(
-            f"{self.path} is not a usable SQLite database: {text}; botstate leaves it as it is",
+            f"{self.path} is not a usable SQLite database{reason}: {text}; botstate leaves it "
+            "as it is",
             location=str(self.path),
         )
 
@@ -271,7 +310,7 @@ class SQLiteStore(RecordStore):
             # values in memory at a time.
             while chunk := cursor.fetchmany(_ROWS_PER_FETCH):
                 yield from [Row(kind, key, value, version) for key, value, version in chunk]
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise CorruptDataError(
                 f"{self.path}: cannot read {kind}: {exc}", location=str(self.path), kind=kind
             ) from exc
@@ -283,7 +322,7 @@ class SQLiteStore(RecordStore):
                 "SELECT value, version FROM botstate_records WHERE kind = ? AND key = ?",
                 (kind, key),
             ).fetchone()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise CorruptDataError(
                 f"{self.path}: cannot read {kind}: {exc}", location=str(self.path), kind=kind
             ) from exc
@@ -371,6 +410,13 @@ class SQLiteStore(RecordStore):
 
 def _locked(exc: sqlite3.Error) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _has_content(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
 
 
 def _create_private(path: Path) -> None:
