@@ -11,6 +11,8 @@ python-telegram-bot's layout.
 
 Every write replaces the file atomically (:mod:`botstate._atomic`), so a crash leaves the
 old file or the new one. A file that exists but cannot be read is an error, never "no data".
+While open, a store holds a shared lock on the files it has read or written
+(:mod:`botstate._locks`), by which the command line's repairs tell that a bot is using them.
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ from pathlib import Path
 from typing import Any, cast
 
 from botstate._atomic import remove_stale_temporaries, replace_file
+from botstate._locks import FileLocks, read_all
 from botstate.base import BD, CD, UD, PersistenceInput
 from botstate.codecs import Codec, get_codec
-from botstate.errors import CorruptDataError, EncodingError, UnsafeDataError
+from botstate.errors import CorruptDataError, EncodingError, StoreLockedError, UnsafeDataError
 from botstate.kinds import KEYED_KINDS, KINDS, ConversationKey, Kind, RecordKey
 from botstate.persistence import Persistence
-from botstate.stores.base import Change, Loaded, Store, copy_value
+from botstate.stores.base import Change, Loaded, Store, copy_value, incomplete_error
 
-__all__ = ["JSONPersistence", "PicklePersistence", "SnapshotFileStore"]
+__all__ = ["INCOMPLETE_SUFFIX", "JSONPersistence", "PicklePersistence", "SnapshotFileStore"]
 
 _log = logging.getLogger(__name__)
 
@@ -40,6 +43,9 @@ _FLAT_KINDS = KEYED_KINDS | {"fsm"}
 
 # Kinds python-telegram-bot does not know: their section is left out of the files while empty.
 _EXTRA_KINDS = frozenset({"fsm"})
+
+#: ``<path><INCOMPLETE_SUFFIX>`` marks files that ``botstate migrate`` has not finished writing.
+INCOMPLETE_SUFFIX = ".botstate-incomplete"
 
 
 class SnapshotFileStore(Store):
@@ -60,6 +66,7 @@ class SnapshotFileStore(Store):
         self._image: dict[Kind, Any] = {}
         # The layout the image was read from or last written in; None before any read.
         self._layout: bool | None = None
+        self.locks = FileLocks()
 
     @property
     def location(self) -> str:
@@ -69,6 +76,16 @@ class SnapshotFileStore(Store):
         """Return the file holding *kind* in the given (default: current) layout."""
         single = self.single_file if single_file is None else single_file
         return self.path if single else Path(f"{self.path}_{kind}")
+
+    @property
+    def incomplete_mark(self) -> Path:
+        """The file marking an unfinished migration into this store."""
+        return Path(f"{self.path}{INCOMPLETE_SUFFIX}")
+
+    def close(self) -> None:
+        # Another process may write once the locks are released: read the files again.
+        self.locks.release()
+        self._image = {}
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -120,6 +137,9 @@ class SnapshotFileStore(Store):
         missing = [kind for kind in kinds if kind not in self._image]
         if not missing:
             return
+        if not self.accept_incomplete and self.incomplete_mark.exists():
+            note = self.incomplete_mark.read_text(errors="replace").strip()
+            raise incomplete_error(self.location, note)
         layout = self.single_file if self._layout is None else self._layout
         if layout:
             self._image.update(self._read_single(bot))
@@ -155,9 +175,12 @@ class SnapshotFileStore(Store):
     def _read_file(self, path: Path, bot: Any) -> Any:
         remove_stale_temporaries(path)
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return _ABSENT
+            descriptor = self.locks.hold(path)
+            if descriptor is None:
+                return _ABSENT
+            data = read_all(descriptor)
+        except StoreLockedError:
+            raise
         except OSError as exc:
             raise self._corrupt(path, f"cannot be read: {exc.strerror or exc}") from exc
         try:
@@ -215,7 +238,7 @@ class SnapshotFileStore(Store):
                 if image[kind] is not _ABSENT and not _unused(kind, image[kind])
             }
             content.setdefault("callback_data", None)
-            replace_file(self.path, self._encode(content, bot))
+            replace_file(self.path, self._encode(content, bot), self.locks)
         else:
             for kind in to_write:
                 section = image[kind]
@@ -224,6 +247,7 @@ class SnapshotFileStore(Store):
                 replace_file(
                     self.file_of(kind),
                     self._encode(None if section is _ABSENT else section, bot),
+                    self.locks,
                 )
         self._image = image
         self._layout = self.single_file
