@@ -21,10 +21,11 @@ from typing import Any
 
 import pytest
 
-from botstate import CorruptDataError, from_url
+from botstate import CorruptDataError, SQLitePersistence, StoreLockedError, from_url
 from botstate.codecs import JSONCodec
 from botstate.stores.base import RecordStore, Row
 from botstate.stores.sqlite import SQLiteStore
+from botstate.tools import open_store
 
 from . import servers
 from .test_demo import botstate_command
@@ -376,6 +377,27 @@ def test_check_fails_a_file_that_cannot_be_decoded(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stdout.startswith("FAILED bot.pickle cannot be decoded as pickle")
     assert result.stdout.strip().endswith("checked 0 records in pickle://bot.pickle: 1 failed")
+
+    # In the one-file-per-kind layout, the other files are checked all the same.
+    fill(f"pickle://{tmp_path}/multi?single_file=false")
+    (tmp_path / "multi_chat_data").write_bytes(b"\x80\x05 broken")
+    multi = botstate("check", "multi", cwd=tmp_path)
+    assert multi.returncode == 1
+    assert multi.stdout.startswith("FAILED multi_chat_data cannot be decoded as pickle")
+    assert multi.stdout.strip().endswith(": 1 failed")
+    assert f"checked {RECORDS - 1} records" in multi.stdout
+
+
+def test_a_bot_waits_for_a_repair_and_then_gives_up(tmp_path: Path) -> None:
+    fill(f"sqlite://{tmp_path}/bot.db")
+    repair = open_store(f"sqlite://{tmp_path}/bot.db", mode="change")
+    try:
+        bot = SQLitePersistence(tmp_path / "bot.db", lock_timeout=0.2)
+        with pytest.raises(StoreLockedError, match="is being changed by a botstate command"):
+            asyncio.run(bot.get_user_data())
+    finally:
+        repair.close()
+    assert asyncio.run(_users(f"sqlite://{tmp_path}/bot.db")) == USERS
 
 
 # -- repairs while a bot runs ----------------------------------------------------------------

@@ -295,19 +295,20 @@ def check(url: str, allow: tuple[str, ...], trust: bool, debug: bool) -> int:
             if note:
                 failed += 1
                 _echo(f"{_red('INCOMPLETE')} a migration into it did not finish ({note})")
-            try:
-                for record in records(opened):
-                    checked += 1
-                    if record.error is None:
-                        continue
-                    failed += 1
-                    label = "REFUSED" if isinstance(record.error, UnsafeDataError) else "FAILED"
-                    _echo(f"{_red(label)} {record.name}: {record.error}")
-            except CorruptDataError as exc:
-                # A file is decoded whole: it fails as one.
-                failed += 1
-                label = "REFUSED" if isinstance(exc, UnsafeDataError) else "FAILED"
-                _echo(f"{_red(label)} {exc}{_hint(exc)}")
+            # Kind by kind: a file is decoded whole and fails as one, the other files go on.
+            files_failed: set[str] = set()
+            for kind in KINDS:
+                try:
+                    for record in records(opened, [kind]):
+                        checked += 1
+                        if record.error is not None:
+                            failed += 1
+                            _echo(f"{_failure_label(record.error)} {record.name}: {record.error}")
+                except CorruptDataError as exc:
+                    if str(exc) not in files_failed:
+                        files_failed.add(str(exc))
+                        failed += 1
+                        _echo(f"{_failure_label(exc)} {exc}{_hint(exc)}")
         finally:
             opened.close()
         outcome = f"{failed} failed" if failed else "all decode"
@@ -632,6 +633,10 @@ class _MaskingFormatter(logging.Formatter):
 def _command_name() -> str:
     """``botstate dump``...: how messages name the running command."""
     return click.get_current_context().command_path
+
+
+def _failure_label(exc: BaseException) -> str:
+    return _red("REFUSED" if isinstance(exc, UnsafeDataError) else "FAILED")
 
 
 def _hint(exc: BaseException) -> str:
