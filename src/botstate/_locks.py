@@ -3,8 +3,9 @@
 A persistence on an SQLite database, or on pickle or JSON files, holds a shared ``flock`` lock
 on the store's files from the moment it reads them until it is closed. The repairs and
 migrations of the command line take an exclusive lock instead, without waiting: they are
-refused at once while any bot has the store open, and a bot that starts meanwhile waits for the
-tool to finish.
+refused at once while any bot has the store open. A bot that starts meanwhile waits for the
+tool to finish (SQLite's ``lock_timeout``, 5 seconds for files), then raises
+:class:`~botstate.errors.StoreLockedError`.
 
 The locks are on the data files themselves, so botstate adds no file of its own beside them. A
 file store replaces a file by renaming a new one over it; the new file is locked before the
@@ -150,11 +151,10 @@ def in_use(paths: list[Path]) -> bool | None:
 
 def read_all(descriptor: int) -> bytes:
     """The whole content of the file *descriptor* is open on, whatever its position."""
+    os.lseek(descriptor, 0, os.SEEK_SET)
     chunks = []
-    offset = 0
-    while chunk := os.pread(descriptor, 1 << 20, offset):
+    while chunk := os.read(descriptor, 1 << 20):
         chunks.append(chunk)
-        offset += len(chunk)
     return b"".join(chunks)
 
 
