@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
 from botstate import CorruptDataError
 from botstate.stores.base import DAMAGED_KIND, RecordStore, Row, damaged_origin
 
-from .conftest import StoreFactory
+from .conftest import StoreFactory, store_factory
+from .stores import RECORD_STORES
 
 GARBAGE = b"\x80\x05not a pickle, not json"
 
@@ -19,14 +21,21 @@ async def damage_user_3(stores: StoreFactory) -> RecordStore:
     for user in (1, 3):
         await setup.update_user_data(user, {"n": user})
     store = setup.store
-    if not isinstance(store, RecordStore):
-        pytest.skip(f"{stores.name} keeps one image, not records")
+    assert isinstance(store, RecordStore)
     await setup._call(store.write_rows, [Row("user_data", "3", GARBAGE)], [])
     await setup.close()
     return store
 
 
+@pytest.mark.parametrize("store_name", RECORD_STORES)
 async def test_a_skipped_record_keeps_its_bytes_when_written_again(
+    store_name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with store_factory(store_name, tmp_path) as stores:
+        await skipped_record_is_set_aside(stores, caplog)
+
+
+async def skipped_record_is_set_aside(
     stores: StoreFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     await damage_user_3(stores)

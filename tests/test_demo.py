@@ -49,6 +49,14 @@ def test_demo_restores_the_conversation_after_a_kill(
     assert (tmp_path / "demo-files" / file_name).exists()
     assert result.stderr == ""
 
+    # The closing lines suggest a look inside the store, and that command works.
+    url = f"{store}://{tmp_path / 'demo-files' / file_name}"
+    assert f"Look inside the store: botstate inspect {url}" in out
+    inspected = run("inspect", url, cwd=tmp_path)
+    assert inspected.returncode == 0, inspected.stderr
+    assert "user_data              1" in inspected.stdout
+    assert "bot_data               1" in inspected.stdout
+
     # A second run starts over in the same folder and tells the same story.
     again = run("demo", "--dir", "demo-files", "--store", store, cwd=tmp_path)
     assert again.returncode == 0, again.stderr

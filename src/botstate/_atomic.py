@@ -15,6 +15,7 @@ import stat
 import tempfile
 from pathlib import Path
 
+from botstate._locks import FileLocks
 from botstate.errors import WriteError
 
 __all__ = ["TEMP_MARK", "remove_stale_temporaries", "replace_file"]
@@ -25,10 +26,12 @@ _log = logging.getLogger(__name__)
 TEMP_MARK = ".botstate-tmp-"
 
 
-def replace_file(path: Path, data: bytes) -> None:
+def replace_file(path: Path, data: bytes, locks: FileLocks | None = None) -> None:
     """Atomically and durably replace *path* with *data*.
 
     A new file is readable and writable by its owner only; a replaced file keeps its mode.
+    With *locks*, the new file is locked before it takes the place of the old one, and *locks*
+    keeps that lock in place of the old file's.
 
     Raises:
         WriteError: When any step fails; *path* then still holds its previous content.
@@ -47,17 +50,24 @@ def replace_file(path: Path, data: bytes) -> None:
         descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=path.name + TEMP_MARK)
     except OSError as exc:
         raise WriteError(f"cannot write {path}: {exc}") from exc
+    held = None
     try:
         with os.fdopen(descriptor, "wb") as file:
             os.fchmod(file.fileno(), mode)
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
+            if locks is not None:
+                held = locks.lock_new(file.fileno())
         os.replace(temporary, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
+        if held is not None:
+            os.close(held)
         raise WriteError(f"cannot write {path}: {exc}; its previous content is kept") from exc
+    if locks is not None and held is not None:
+        locks.adopt(path, held)
     _fsync_folder(folder)
 
 

@@ -20,6 +20,7 @@ import asyncio
 import enum
 import json
 import os
+import shlex
 import subprocess
 import sys
 import warnings
@@ -286,6 +287,7 @@ def run_demo(folder: Path, store: str = "sqlite") -> int:
         return 1
 
     print(f"\nThe demo's files are in {folder}")
+    print(f"Look inside the store: botstate inspect {shlex.quote(f'{store}://{path}')}")
     return 0
 
 

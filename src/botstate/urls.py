@@ -17,6 +17,9 @@ a bare path               recognised by its contents (SQLite header, pickle, JSO
                           ``_user_data``... files of the one-file-per-kind layout)
 ========================= ==============================================================
 
+A server URL whose driver is not installed raises ``ImportError`` naming the extra to install
+(``pip install 'botstate[redis]'``).
+
 Query parameters become keyword options (``?codec=json&synchronous=FULL``); values ``true``
 and ``false`` become booleans and numbers become numbers. Options given to :func:`from_url`
 take precedence over the query. For the server URLs, query parameters that are not options of
@@ -27,17 +30,18 @@ Each scheme is one entry of :data:`SCHEMES`; a backend module registers its own.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from botstate.kinds import KINDS
 from botstate.persistence import Persistence
 
-__all__ = ["SCHEMES", "from_url", "guess_url", "mask_url"]
+__all__ = ["NEW_FILE_SCHEMES", "SCHEMES", "from_url", "guess_url", "mask_url"]
 
 Opener = Callable[[urllib.parse.SplitResult, dict[str, Any]], Persistence[Any, Any, Any]]
 
@@ -72,8 +76,24 @@ def from_url(url: str | Path, **options: Any) -> Persistence[Any, Any, Any]:
     return opener(parts, merged)
 
 
-def guess_url(path: Path) -> str:
+#: File name endings that say which store a path names when there is nothing there yet.
+NEW_FILE_SCHEMES = {
+    ".db": "sqlite",
+    ".sqlite": "sqlite",
+    ".sqlite3": "sqlite",
+    ".pickle": "pickle",
+    ".pkl": "pickle",
+    ".json": "json",
+}
+
+
+def guess_url(path: Path, *, new: bool = False) -> str:
     """Return the URL of an existing store at *path*, recognised by its contents.
+
+    Args:
+        path: The file, or the prefix of the one-file-per-kind layout.
+        new: When nothing is at *path*, name a new store by the file name's ending instead
+            (:data:`NEW_FILE_SCHEMES`: ``bot.db`` is SQLite, ``bot.pickle`` pickle...).
 
     Raises:
         ValueError: When nothing at *path* looks like a store botstate knows.
@@ -97,6 +117,8 @@ def guess_url(path: Path) -> str:
         heads = {file.read_bytes()[:1] for file in files}
         scheme = "json" if b"{" in heads and "json" in SCHEMES else "pickle"
         return f"{scheme}://{path}?single_file=false"
+    if new and path.suffix.lower() in NEW_FILE_SCHEMES:
+        return f"{NEW_FILE_SCHEMES[path.suffix.lower()]}://{path}"
     raise ValueError(f"{path} does not exist; give a URL such as sqlite:///path/bot.db")
 
 
@@ -161,23 +183,38 @@ def _open_memory(
 def _open_redis(
     parts: urllib.parse.SplitResult, options: dict[str, Any]
 ) -> Persistence[Any, Any, Any]:
-    from botstate.stores.redis import RedisPersistence
-
-    url, ours = _server_url(parts, options, RedisPersistence)
-    return RedisPersistence(url, **ours)
+    persistence = _server_class("redis", "RedisPersistence", parts.scheme, "redis")
+    url, ours = _server_url(parts, options, persistence)
+    return persistence(url, **ours)
 
 
 def _open_postgres(
     parts: urllib.parse.SplitResult, options: dict[str, Any]
 ) -> Persistence[Any, Any, Any]:
-    from botstate.stores.postgres import PostgresPersistence
+    persistence = _server_class("postgres", "PostgresPersistence", parts.scheme, "postgres")
+    url, ours = _server_url(parts._replace(scheme="postgresql"), options, persistence)
+    return persistence(url, **ours)
 
-    url, ours = _server_url(parts._replace(scheme="postgresql"), options, PostgresPersistence)
-    return PostgresPersistence(url, **ours)
+
+def _server_class(
+    module: str, name: str, scheme: str, extra: str
+) -> Callable[..., Persistence[Any, Any, Any]]:
+    """The persistence class of a server store; when its driver is not installed, an
+    ``ImportError`` naming the extra to install."""
+    try:
+        found = getattr(importlib.import_module(f"botstate.stores.{module}"), name)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in ("redis", "psycopg", "psycopg_pool"):
+            raise
+        raise ImportError(
+            f"{scheme}:// URLs need the {extra} driver, which is not installed ({exc}): "
+            f"pip install 'botstate[{extra}]'"
+        ) from exc
+    return cast("Callable[..., Persistence[Any, Any, Any]]", found)
 
 
 def _server_url(
-    parts: urllib.parse.SplitResult, options: dict[str, Any], persistence: type
+    parts: urllib.parse.SplitResult, options: dict[str, Any], persistence: Callable[..., object]
 ) -> tuple[str, dict[str, Any]]:
     """Split *options* into the persistence's keywords and the driver's URL query."""
     accepted = inspect.signature(persistence).parameters

@@ -30,6 +30,7 @@ from botstate.errors import CorruptDataError, FormatVersionError, UnsafeDataErro
 from botstate.kinds import Kind, RecordKey, describe, key_from_text, key_to_text
 
 __all__ = [
+    "INCOMPLETE",
     "Change",
     "DAMAGED_KIND",
     "Delete",
@@ -43,6 +44,7 @@ __all__ = [
     "copy_value",
     "damaged_origin",
     "handler_of",
+    "incomplete_error",
     "stale_version",
 ]
 
@@ -58,6 +60,19 @@ OnCorrupt = Literal["raise", "skip"]
 #: the stored record alone and report it (``"raise"``; the persistence raises
 #: :class:`~botstate.errors.ConflictError`).
 OnConflict = Literal["keep", "raise"]
+
+#: The stamp entry by which ``botstate migrate`` marks a record store it has not finished
+#: filling; its value says from where and since when.
+INCOMPLETE = "incomplete_migration"
+
+
+def incomplete_error(location: str, note: str) -> CorruptDataError:
+    """The error of opening a store that an interrupted migration left incomplete."""
+    return CorruptDataError(
+        f"{location} is incomplete: a 'botstate migrate' into it did not finish ({note}). Run "
+        "the migration again with --overwrite; 'botstate inspect' shows what it holds.",
+        location=location,
+    )
 
 
 def handler_of(key: RecordKey) -> str | None:
@@ -186,6 +201,10 @@ class Store(ABC):
     #: atomic across processes, and reports the refused ones in :class:`Written`. Record
     #: versions of such a store never repeat, not even for a record deleted and created again.
     checks_versions: ClassVar[bool] = False
+
+    #: Whether a store marked incomplete by an interrupted migration may be opened; only the
+    #: tools that report or finish such a store set it.
+    accept_incomplete: bool = False
 
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
@@ -318,6 +337,9 @@ class RecordStore(Store):
                 f"format {format_version} and older. Upgrade botstate to open it.",
                 location=self.location,
             )
+        note = meta.get(INCOMPLETE)
+        if note and not self.accept_incomplete:
+            raise incomplete_error(self.location, note)
         stored_codec = meta.get("codec")
         if stored_codec != self.codec.name:
             raise CorruptDataError(
@@ -326,6 +348,19 @@ class RecordStore(Store):
                 "with 'botstate migrate')",
                 location=self.location,
             )
+
+    def read_meta(self) -> dict[str, str] | None:
+        """Return the stamp (``format_version``, ``codec``, ...) without opening the store,
+        creating nothing; None when the store holds no botstate stamp. For tools."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no stamp")
+
+    def write_meta(self, entries: Mapping[str, str | None]) -> None:
+        """Set stamp entries of an opened store; None removes one. For tools."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no stamp")
+
+    def count(self, kind: Kind) -> int:
+        """The number of stored records of *kind*; stores that can count faster override it."""
+        return sum(1 for _ in self.rows(kind))
 
     def row(self, kind: Kind, key: str) -> Row | None:
         """Return the stored row of one record, or None. Stores with an index override this."""

@@ -18,6 +18,9 @@ one-file-per-kind layout) from the CRC-32 of the kind's name. A byte damaged aft
 a file of another kind in its place, is found on load. Pickle readers stop at the end of the
 pickle and never see these bytes: python-telegram-bot reads the files as before, and files
 without them still load.
+
+While open, a store holds a shared lock on the files it has read or written
+(:mod:`botstate._locks`), by which the command line's repairs tell that a bot is using them.
 """
 
 from __future__ import annotations
@@ -29,9 +32,16 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 from botstate._atomic import remove_stale_temporaries, replace_file
+from botstate._locks import FileLocks, read_all
 from botstate.base import BD, CD, UD, PersistenceInput
 from botstate.codecs import Codec, get_codec
-from botstate.errors import ConflictError, CorruptDataError, EncodingError, UnsafeDataError
+from botstate.errors import (
+    ConflictError,
+    CorruptDataError,
+    EncodingError,
+    StoreLockedError,
+    UnsafeDataError,
+)
 from botstate.kinds import (
     KEYED_KINDS,
     KINDS,
@@ -42,9 +52,15 @@ from botstate.kinds import (
     describe,
 )
 from botstate.persistence import Persistence
-from botstate.stores.base import Change, Loaded, Store, copy_value
+from botstate.stores.base import Change, Loaded, Store, copy_value, incomplete_error
 
-__all__ = ["CHECKSUM_MARK", "JSONPersistence", "PicklePersistence", "SnapshotFileStore"]
+__all__ = [
+    "CHECKSUM_MARK",
+    "INCOMPLETE_SUFFIX",
+    "JSONPersistence",
+    "PicklePersistence",
+    "SnapshotFileStore",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -60,6 +76,9 @@ _FLAT_KINDS = KEYED_KINDS | {"fsm"}
 
 # Kinds python-telegram-bot does not know: their section is left out of the files while empty.
 _EXTRA_KINDS = frozenset({"fsm"})
+
+#: ``<path><INCOMPLETE_SUFFIX>`` marks files that ``botstate migrate`` has not finished writing.
+INCOMPLETE_SUFFIX = ".botstate-incomplete"
 
 
 class SnapshotFileStore(Store):
@@ -90,6 +109,7 @@ class SnapshotFileStore(Store):
         self._seen: dict[Path, tuple[int, int, int] | None] = {}
         # Files whose leftover temporaries this store removed already.
         self._swept: set[Path] = set()
+        self.locks = FileLocks()
 
     @property
     def location(self) -> str:
@@ -99,6 +119,16 @@ class SnapshotFileStore(Store):
         """Return the file holding *kind* in the given (default: current) layout."""
         single = self.single_file if single_file is None else single_file
         return self.path if single else Path(f"{self.path}_{kind}")
+
+    @property
+    def incomplete_mark(self) -> Path:
+        """The file marking an unfinished migration into this store."""
+        return Path(f"{self.path}{INCOMPLETE_SUFFIX}")
+
+    def close(self) -> None:
+        # Another process may write once the locks are released: read the files again.
+        self.locks.release()
+        self._image = {}
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -162,6 +192,9 @@ class SnapshotFileStore(Store):
         missing = [kind for kind in kinds if kind not in self._image]
         if not missing:
             return
+        if not self.accept_incomplete and self.incomplete_mark.exists():
+            note = self.incomplete_mark.read_text(errors="replace").strip()
+            raise incomplete_error(self.location, note)
         layout = self.single_file if self._layout is None else self._layout
         if layout:
             self._image.update(self._read_single(bot))
@@ -198,9 +231,12 @@ class SnapshotFileStore(Store):
         """Decode one file: the single file (*kind* None) or the file of *kind*."""
         self._seen[path] = _signature(path)
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return _ABSENT
+            descriptor = self.locks.hold(path)
+            if descriptor is None:
+                return _ABSENT
+            data = read_all(descriptor)
+        except StoreLockedError:
+            raise
         except OSError as exc:
             raise self._corrupt(path, f"cannot be read: {exc.strerror or exc}") from exc
         data = self._checked_sum(path, kind, data)
@@ -327,7 +363,7 @@ class SnapshotFileStore(Store):
         if path not in self._swept:
             remove_stale_temporaries(path)
             self._swept.add(path)
-        replace_file(path, data)
+        replace_file(path, data, self.locks)
 
     def _encode(self, content: object, kind: Kind | None, bot: Any) -> bytes:
         try:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import psycopg
@@ -218,8 +218,9 @@ class PostgresStore(ServerStore):
             "meta": named("_meta"),
             "sequence": named("_version"),
             "index": sql.Identifier(self.table + "_grp"),
-            # nextval() takes the sequence's (quoted) name as text.
+            # nextval() and to_regclass() take (quoted) names as text.
             "sequence_name": sql.Literal(named("_version").as_string()),
+            "meta_name": sql.Literal(named("_meta").as_string()),
         }
 
     connection_errors = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
@@ -391,9 +392,58 @@ class PostgresStore(ServerStore):
     # -- for tools and tests --------------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
-        """Return the stamped metadata."""
+        """Return the stamped metadata and the time of the last write (Unix seconds)."""
         with self._pool.connection() as connection:
-            return dict(connection.execute(self._sql("SELECT name, value FROM {meta}")).fetchall())
+            meta = dict(connection.execute(self._sql("SELECT name, value FROM {meta}")).fetchall())
+            (last,) = connection.execute(
+                self._sql(
+                    f"SELECT extract(epoch FROM max(updated)) FROM {{records}} WHERE {_LIVE}"
+                )
+            ).fetchone()
+        return {**meta, "last_write": None if last is None else float(last)}
+
+    def read_meta(self) -> dict[str, str] | None:
+        def read() -> dict[str, str] | None:
+            with self._pool.connection() as connection:
+                (exists,) = connection.execute(
+                    self._sql("SELECT to_regclass({meta_name})")
+                ).fetchone()
+                if exists is None:
+                    return None
+                rows = connection.execute(self._sql("SELECT name, value FROM {meta}")).fetchall()
+                return dict(rows) or None
+
+        return self._retrying("reading the stamp", read)
+
+    def write_meta(self, entries: Mapping[str, str | None]) -> None:
+        def write() -> None:
+            with self._pool.connection() as connection, connection.transaction():
+                for name, value in entries.items():
+                    if value is None:
+                        connection.execute(
+                            self._sql("DELETE FROM {meta} WHERE name = %s"), (name,)
+                        )
+                    else:
+                        connection.execute(
+                            self._sql(
+                                "INSERT INTO {meta} (name, value) VALUES (%s, %s) "
+                                "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+                            ),
+                            (name, value),
+                        )
+
+        self._retrying("stamping", write)
+
+    def count(self, kind: Kind) -> int:
+        def fetch() -> int:
+            with self._pool.connection() as connection:
+                (found,) = connection.execute(
+                    self._sql(f"SELECT count(*) FROM {{records}} WHERE kind = %s AND {_LIVE}"),
+                    (kind,),
+                ).fetchone()
+            return int(found)
+
+        return self._retrying(f"counting {kind}", fetch)
 
     def destroy(self) -> None:
         """Drop the table, its stamp and its sequence. For tests and tools."""

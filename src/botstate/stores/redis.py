@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, Final
 
@@ -222,7 +222,7 @@ class RedisStore(ServerStore):
         return f"{self.prefix}:r:{kind}:{key}"
 
     def rows(self, kind: Kind, key_prefix: str = "") -> Iterator[Row]:
-        index = f"{self.prefix}:i:{kind}"
+        index = self._index(kind)
 
         def members() -> list[str]:
             found: set[bytes] = self._client.smembers(index)  # type: ignore[assignment]
@@ -285,8 +285,34 @@ class RedisStore(ServerStore):
 
     def info(self) -> dict[str, Any]:
         """Return the stamped metadata."""
-        meta: dict[bytes, bytes] = self._client.hgetall(f"{self.prefix}:meta")  # type: ignore[assignment]
-        return {k.decode(): v.decode() for k, v in meta.items()}
+        return self.read_meta() or {}
+
+    def read_meta(self) -> dict[str, str] | None:
+        def read() -> dict[bytes, bytes]:
+            return self._client.hgetall(f"{self.prefix}:meta")  # type: ignore[return-value]
+
+        meta = self._retrying("reading the stamp", read)
+        return {k.decode(): v.decode() for k, v in meta.items()} or None
+
+    def write_meta(self, entries: Mapping[str, str | None]) -> None:
+        def write() -> None:
+            with self._client.pipeline(transaction=True) as pipe:
+                for name, value in entries.items():
+                    if value is None:
+                        pipe.hdel(f"{self.prefix}:meta", name)
+                    else:
+                        pipe.hset(f"{self.prefix}:meta", name, value)
+                pipe.execute()
+
+        self._retrying("stamping", write)
+
+    def count(self, kind: Kind) -> int:
+        """The number of records of *kind*, counting expired ones not yet noticed."""
+        found = self._retrying(f"counting {kind}", lambda: self._client.scard(self._index(kind)))
+        return int(found)
+
+    def _index(self, kind: str) -> str:
+        return f"{self.prefix}:i:{kind}"
 
     def destroy(self) -> int:
         """Delete every key under the prefix; return how many. For tests and tools."""

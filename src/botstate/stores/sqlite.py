@@ -15,6 +15,9 @@ The journal is in WAL mode: a crash of the process never loses a committed cycle
 other processes (``botstate inspect`` on a live bot, a second worker) see every committed cycle
 and never block the writer. ``synchronous="FULL"`` adds durability against power loss at the
 price of one more disk flush per commit.
+
+While open, a store holds a shared lock on the database file (:mod:`botstate._locks`), by
+which the command line's repairs tell that a bot is using it.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from botstate._locks import FileLocks
 from botstate.base import BD, CD, UD, PersistenceInput
 from botstate.codecs import Codec, get_codec
 from botstate.errors import CorruptDataError, StoreLockedError, WriteError
@@ -124,6 +128,7 @@ class SQLiteStore(RecordStore):
         self.path = Path(path)
         self.synchronous: Synchronous = synchronous
         self.lock_timeout = lock_timeout
+        self.locks = FileLocks(lock_timeout)
         self._connection: sqlite3.Connection | None = None
 
     @property
@@ -137,6 +142,12 @@ class SQLiteStore(RecordStore):
             return
         _create_private(self.path)
         try:
+            self.locks.hold(self.path)
+        except StoreLockedError:
+            raise
+        except OSError as exc:
+            raise self._open_error(exc) from exc
+        try:
             connection = sqlite3.connect(
                 self.path,
                 timeout=self.lock_timeout,
@@ -144,12 +155,14 @@ class SQLiteStore(RecordStore):
                 check_same_thread=False,
             )
         except sqlite3.Error as exc:
+            self.locks.release()
             raise self._open_error(exc) from exc
         try:
             meta = self._prepare(connection)
             self.check_stamp(meta, FORMAT_VERSION)
         except BaseException:
             connection.close()
+            self.locks.release()
             raise
         self._connection = connection
         _log.info("opened %s (format %d, codec %s)", self.path, FORMAT_VERSION, self.codec.name)
@@ -290,6 +303,7 @@ class SQLiteStore(RecordStore):
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+        self.locks.release()
 
     # -- rows -----------------------------------------------------------------------------------
 
@@ -406,6 +420,43 @@ class SQLiteStore(RecordStore):
         meta = dict(connection.execute("SELECT name, value FROM botstate_meta"))
         (last,) = connection.execute("SELECT max(updated) FROM botstate_records").fetchone()
         return {**meta, "last_write": last}
+
+    def read_meta(self) -> dict[str, str] | None:
+        if not self.path.exists():
+            return None
+        try:
+            with contextlib.closing(sqlite3.connect(self.path, timeout=self.lock_timeout)) as db:
+                found = db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'botstate_meta'"
+                ).fetchone()
+                if found is None:
+                    return None
+                return dict(db.execute("SELECT name, value FROM botstate_meta"))
+        except sqlite3.DatabaseError as exc:
+            raise CorruptDataError(
+                f"{self.path} is not a usable SQLite database: {exc}", location=str(self.path)
+            ) from exc
+
+    def write_meta(self, entries: Mapping[str, str | None]) -> None:
+        connection = self._connected()
+        with self._transaction(connection, "stamping"):
+            for name, value in entries.items():
+                if value is None:
+                    connection.execute("DELETE FROM botstate_meta WHERE name = ?", (name,))
+                else:
+                    connection.execute(
+                        "INSERT INTO botstate_meta (name, value) VALUES (?, ?) "
+                        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                        (name, value),
+                    )
+
+    def count(self, kind: Kind) -> int:
+        (found,) = (
+            self._connected()
+            .execute("SELECT count(*) FROM botstate_records WHERE kind = ?", (kind,))
+            .fetchone()
+        )
+        return int(found)
 
 
 def _locked(exc: sqlite3.Error) -> bool:
