@@ -414,3 +414,18 @@ async def test_a_json_database_refuses_the_pickle_codec(tmp_path: Path) -> None:
     await first.close()
     with pytest.raises(CorruptDataError, match=r"encoded with codec 'json', not 'pickle'"):
         await SQLitePersistence(tmp_path / "bot.db").get_bot_data()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        time(0, 0, tzinfo=timezone(timedelta(microseconds=1))),
+        datetime(2020, 1, 1, tzinfo=timezone(-timedelta(hours=3, microseconds=7))),
+    ],
+)
+def test_offsets_with_fractions_of_a_second_are_kept(value: time | datetime) -> None:
+    codec = JSONCodec()
+    back = codec.decode(codec.encode(value))
+    assert back == value
+    assert isinstance(back, type(value))
+    assert back.utcoffset() == value.utcoffset()

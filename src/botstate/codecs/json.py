@@ -55,11 +55,12 @@ import binascii
 import enum
 import json
 import math
+import re
 import sys
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -604,9 +605,28 @@ def _split_zone(text: str) -> tuple[str, ZoneInfo | None]:
     return text, ZoneInfo(key)
 
 
+_Moment = TypeVar("_Moment", datetime, time)
+
+# An offset with fractions of a second, which fromisoformat of Python 3.10 and 3.11 drops.
+_FINE_OFFSET: Final = re.compile(r"([+-])(\d\d):(\d\d):(\d\d)\.(\d{6})$")
+
+
+def _from_iso(cls: type[_Moment], text: str) -> _Moment:
+    """``cls.fromisoformat(text)``, keeping an offset's fractions of a second."""
+    fine = _FINE_OFFSET.search(text)
+    if fine is None:
+        return cls.fromisoformat(text)
+    sign, hours, minutes, seconds, micros = fine.groups()
+    offset = timedelta(
+        hours=int(hours), minutes=int(minutes), seconds=int(seconds), microseconds=int(micros)
+    )
+    value = cls.fromisoformat(text[: fine.start()])
+    return value.replace(tzinfo=timezone(-offset if sign == "-" else offset))
+
+
 def _read_datetime(argument: object) -> datetime:
     text, zone = _split_zone(_string(argument))
-    value = datetime.fromisoformat(text)
+    value = _from_iso(datetime, text)
     if zone is None:
         return value
     # The offset written tells which of two equal wall times (fold) in the zone it was.
@@ -620,7 +640,7 @@ def _read_datetime(argument: object) -> datetime:
 
 def _read_time(argument: object) -> time:
     text, zone = _split_zone(_string(argument))
-    value = time.fromisoformat(text)
+    value = _from_iso(time, text)
     return value if zone is None else value.replace(tzinfo=zone)
 
 
