@@ -546,3 +546,26 @@ async def test_a_postgres_transaction_cut_mid_way_stores_nothing_and_is_retried(
     assert await reader.get_user_data() == {u: {"u": u} for u in range(5)}
     await reader.close()
     await persistence.close()
+
+
+async def test_the_bots_own_asyncio_clients_are_accepted(server: str, store_name: str) -> None:
+    """An asyncio client cannot serve the worker thread; its settings open botstate's own."""
+    if server == "redis":
+        import redis.asyncio
+
+        from botstate.stores.redis import RedisPersistence
+
+        client = redis.asyncio.Redis.from_url(servers.REDIS_URL)
+        persistence: Any = RedisPersistence(client, prefix=store_name)
+    else:
+        import psycopg_pool
+
+        from botstate.stores.postgres import PostgresPersistence
+
+        client = psycopg_pool.AsyncConnectionPool(servers.POSTGRES_URL, open=False)
+        persistence = PostgresPersistence(client, table=store_name)
+    await persistence.update_user_data(1, {"a": 1})
+    await persistence.close()
+    reopened = servers.open_persistence(server, store_name)
+    assert await reopened.get_user_data() == {1: {"a": 1}}
+    await reopened.close()

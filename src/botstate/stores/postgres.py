@@ -145,7 +145,8 @@ class PostgresStore(ServerStore):
     Args:
         dsn_or_pool: A ``postgresql://`` URL (or libpq connection string), or a
             ``psycopg_pool.ConnectionPool`` (botstate then uses it as configured and never
-            closes it).
+            closes it), or a ``psycopg_pool.AsyncConnectionPool``, whose connection settings
+            botstate's own pool then uses.
         table: The records table; its stamp and version sequence take its name plus ``_meta``
             and ``_version``. Bots sharing one database need different tables or schemas.
         schema: The schema holding the three, created if missing. Defaults to None: the
@@ -163,7 +164,9 @@ class PostgresStore(ServerStore):
 
     def __init__(
         self,
-        dsn_or_pool: str | psycopg_pool.ConnectionPool[Any],
+        dsn_or_pool: str
+        | psycopg_pool.ConnectionPool[Any]
+        | psycopg_pool.AsyncConnectionPool[Any],
         table: str = "botstate_records",
         schema: str | None = None,
         codec: Codec | str | None = None,
@@ -175,20 +178,20 @@ class PostgresStore(ServerStore):
         max_backoff: float = 1.0,
         timeout: float = 5.0,
     ) -> None:
-        if isinstance(dsn_or_pool, psycopg_pool.AsyncConnectionPool):
-            raise TypeError(
-                "PostgresStore needs a psycopg_pool.ConnectionPool or a URL: it runs on the "
-                "persistence's worker thread, where an asyncio pool cannot be used. Pass the "
-                "URL and botstate opens its own pool."
-            )
+        given: psycopg_pool.ConnectionPool[Any] | None = None
         if isinstance(dsn_or_pool, str):
-            url = dsn_or_pool
+            url = dsn = dsn_or_pool
+        elif isinstance(dsn_or_pool, psycopg_pool.AsyncConnectionPool):
+            # The store runs on the persistence's worker thread, off the event loop, where an
+            # asyncio pool cannot serve: it opens a pool of its own with the same settings.
+            url, dsn = _url_of(dsn_or_pool), str(dsn_or_pool.conninfo)
         elif isinstance(dsn_or_pool, psycopg_pool.ConnectionPool):
-            url = _url_of(dsn_or_pool)
+            url = dsn = _url_of(dsn_or_pool)
+            given = dsn_or_pool
         else:
             raise TypeError(
-                f"dsn_or_pool must be a postgresql:// URL or a psycopg_pool.ConnectionPool, "
-                f"got {type(dsn_or_pool).__name__}"
+                "dsn_or_pool must be a postgresql:// URL or a psycopg_pool.ConnectionPool or "
+                f"AsyncConnectionPool, got {type(dsn_or_pool).__name__}"
             )
         for name, value in (("table", table), ("schema", schema)):
             if value is not None and (not value or "\x00" in value or len(value) > 50):
@@ -205,8 +208,8 @@ class PostgresStore(ServerStore):
         self.table = table
         self.schema = schema
         self.timeout = timeout
-        self._dsn = url
-        self._given_pool = None if isinstance(dsn_or_pool, str) else dsn_or_pool
+        self._dsn = dsn
+        self._given_pool = given
         self._pool_in_use: psycopg_pool.ConnectionPool[Any] | None = self._given_pool
 
         def named(suffix: str = "") -> sql.Identifier:
@@ -455,7 +458,7 @@ class PostgresStore(ServerStore):
                 )
 
 
-def _url_of(pool: psycopg_pool.ConnectionPool[Any]) -> str:
+def _url_of(pool: psycopg_pool.ConnectionPool[Any] | psycopg_pool.AsyncConnectionPool[Any]) -> str:
     """A URL naming the server of *pool*, without its password, for messages."""
     try:
         info = psycopg.conninfo.conninfo_to_dict(str(pool.conninfo))
@@ -497,7 +500,9 @@ class PostgresPersistence(Persistence[UD, CD, BD]):
 
     def __init__(
         self,
-        dsn_or_pool: str | psycopg_pool.ConnectionPool[Any],
+        dsn_or_pool: str
+        | psycopg_pool.ConnectionPool[Any]
+        | psycopg_pool.AsyncConnectionPool[Any],
         table: str = "botstate_records",
         store_data: PersistenceInput | None = None,
         update_interval: float = 60,

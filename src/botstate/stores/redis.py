@@ -120,7 +120,9 @@ class RedisStore(ServerStore):
 
     Args:
         url_or_client: A ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL, or a
-            ``redis.Redis`` client (botstate then uses it as configured and never closes it).
+            ``redis.Redis`` client (botstate then uses it as configured and never closes it), or a
+            ``redis.asyncio.Redis`` client, whose server, database and credentials botstate's
+            own connections then use.
         prefix: The start of every key; bots sharing one server need different prefixes.
         codec: ``"pickle"`` (default), ``"json"`` or a codec instance. The prefix remembers the
             codec it was created with and refuses another one.
@@ -134,7 +136,7 @@ class RedisStore(ServerStore):
 
     def __init__(
         self,
-        url_or_client: str | redis.Redis,
+        url_or_client: str | redis.Redis | redis.asyncio.Redis,
         prefix: str = "botstate",
         codec: Codec | str | None = None,
         *,
@@ -146,15 +148,15 @@ class RedisStore(ServerStore):
         timeout: float = 5.0,
     ) -> None:
         if isinstance(url_or_client, redis.asyncio.Redis):
-            raise TypeError(
-                "RedisStore needs a blocking redis.Redis client or a URL: it runs on the "
-                "persistence's worker thread, where an asyncio client cannot be used. Pass the "
-                "URL and botstate opens its own connections."
-            )
-        if isinstance(url_or_client, str):
+            # The store runs on the persistence's worker thread, off the event loop, where an
+            # asyncio client cannot serve: it opens connections of its own, same settings.
+            url = _url_of(url_or_client)
+            self._own_client = True
+            self._client: redis.Redis = _blocking_twin(url_or_client, timeout)
+        elif isinstance(url_or_client, str):
             url = url_or_client
             self._own_client = True
-            self._client: redis.Redis = redis.Redis.from_url(
+            self._client = redis.Redis.from_url(
                 url,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
@@ -322,7 +324,48 @@ class RedisStore(ServerStore):
         return len(keys)
 
 
-def _url_of(client: redis.Redis) -> str:
+# The connection settings of an asyncio client that a blocking client takes as they are.
+_SHARED_SETTINGS: Final = frozenset(
+    {
+        "host",
+        "port",
+        "db",
+        "username",
+        "password",
+        "credential_provider",
+        "client_name",
+        "protocol",
+        "ssl_keyfile",
+        "ssl_certfile",
+        "ssl_cert_reqs",
+        "ssl_ca_certs",
+        "ssl_ca_data",
+        "ssl_check_hostname",
+        "ssl_min_version",
+        "ssl_ciphers",
+    }
+)
+
+
+def _blocking_twin(client: redis.asyncio.Redis, timeout: float) -> redis.Redis:
+    """A blocking client on the server, database and credentials of an asyncio *client*."""
+    pool = client.connection_pool
+    settings = {
+        name: value for name, value in pool.connection_kwargs.items() if name in _SHARED_SETTINGS
+    }
+    if "path" in pool.connection_kwargs:
+        settings["unix_socket_path"] = pool.connection_kwargs["path"]
+    if "SSL" in pool.connection_class.__name__:
+        settings["ssl"] = True
+    return redis.Redis(
+        **settings,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),  # _retrying is the only retry layer
+    )
+
+
+def _url_of(client: redis.Redis | redis.asyncio.Redis) -> str:
     """A URL naming the server of *client*, without its password, for messages."""
     settings = client.connection_pool.connection_kwargs
     if "path" in settings:
@@ -372,7 +415,7 @@ class RedisPersistence(Persistence[UD, CD, BD]):
 
     def __init__(
         self,
-        url_or_client: str | redis.Redis,
+        url_or_client: str | redis.Redis | redis.asyncio.Redis,
         prefix: str = "botstate",
         store_data: PersistenceInput | None = None,
         update_interval: float = 60,
