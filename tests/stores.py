@@ -253,8 +253,8 @@ STORES: dict[str, StoreKind] = {
             "sqlite",
             _open_sqlite,
             files=_sqlite_files,
-            # SQLite keeps no checksum of its pages: a damaged byte inside a stored value can
-            # load as a different value. docs/reliability.md gives the measured share.
+            # Each record's checksum finds a damaged value, key or kind. A damaged key of a
+            # conversation can still hide it: conversations load by handler, by key prefix.
             every_damaged_byte_found=False,
             empty_file_is_new=True,
             record_bytes=_sqlite_record,
@@ -264,6 +264,8 @@ STORES: dict[str, StoreKind] = {
             "sqlite-json",
             _open_sqlite_json,
             files=_sqlite_files,
+            # Each record's checksum finds a damaged value, key or kind. A damaged key of a
+            # conversation can still hide it: conversations load by handler, by key prefix.
             every_damaged_byte_found=False,
             empty_file_is_new=True,
             record_bytes=_sqlite_record,

@@ -276,7 +276,7 @@ def test_inspect_and_dump_show_records_for_people(tmp_path: Path) -> None:
     text = botstate("inspect", "bot.db", cwd=tmp_path)
     assert text.returncode == 0, text.stderr
     assert text.stdout.startswith(
-        "sqlite://bot.db\n  store       SQLite database, botstate format 1"
+        "sqlite://bot.db\n  store       SQLite database, botstate format 2"
     )
     assert "  user_data              2" in text.stdout
     assert "  total                  9" in text.stdout

@@ -123,7 +123,9 @@ async def test_a_malicious_database_record_is_refused_with_its_key(tmp_path: Pat
     evil = pickle.dumps({"x": RunsACommand(target)})
     connection = sqlite3.connect(tmp_path / "bot.db")
     with connection:
-        connection.execute("UPDATE botstate_records SET value = ? WHERE key = '42'", (evil,))
+        connection.execute(
+            "UPDATE botstate_records SET value = ?, crc = NULL WHERE key = '42'", (evil,)
+        )
     connection.close()
 
     restricted = SQLitePersistence(tmp_path / "bot.db", codec="pickle-restricted")

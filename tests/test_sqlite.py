@@ -271,3 +271,60 @@ def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path: Path) ->
         ]
         assert [child.wait(timeout=120) for child in children] == [0] * 6
         assert len(rows(path)) == 300
+
+
+async def test_a_damaged_value_is_found_by_its_checksum(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    persistence = SQLitePersistence(path)
+    await persistence.update_user_data(7, {"balance": 100})
+    await persistence.update_user_data(8, {"balance": 200})
+    await persistence.close()
+    with sqlite3.connect(path) as connection:
+        (value,) = connection.execute(
+            "SELECT value FROM botstate_records WHERE key = '7'"
+        ).fetchone()
+        # One digit of the pickled number changes: still a valid pickle, another balance.
+        damaged = bytes(value).replace(pickle.dumps(100)[2:-1], pickle.dumps(900)[2:-1])
+        assert damaged != value
+        assert pickle.loads(damaged) != pickle.loads(value)
+        connection.execute("UPDATE botstate_records SET value = ? WHERE key = '7'", (damaged,))
+    connection.close()
+    with pytest.raises(CorruptDataError, match=r"user_data\[7\]: its checksum does not match"):
+        await SQLitePersistence(path).get_user_data()
+    skipping = SQLitePersistence(path, on_corrupt="skip")
+    assert await skipping.get_user_data() == {8: {"balance": 200}}
+    await skipping.close()
+
+
+async def test_a_format_1_database_is_upgraded_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "CREATE TABLE botstate_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID"
+        )
+        connection.execute(
+            "CREATE TABLE botstate_records (kind TEXT NOT NULL, key TEXT NOT NULL, value BLOB "
+            "NOT NULL, version INTEGER NOT NULL, updated REAL NOT NULL, PRIMARY KEY (kind, key)) "
+            "WITHOUT ROWID"
+        )
+        connection.executemany(
+            "INSERT INTO botstate_meta VALUES (?, ?)",
+            [("format_version", "1"), ("codec", "pickle"), ("created", "0")],
+        )
+        connection.execute(
+            "INSERT INTO botstate_records VALUES ('user_data', '1', ?, 1, 0)",
+            (pickle.dumps({"old": True}),),
+        )
+    connection.close()
+
+    persistence = SQLitePersistence(path)
+    assert await persistence.get_user_data() == {1: {"old": True}}
+    await persistence.update_user_data(2, {"new": True})
+    await persistence.close()
+    with sqlite3.connect(path) as connection:
+        stamp = dict(connection.execute("SELECT name, value FROM botstate_meta"))
+        crcs = [crc for (crc,) in connection.execute("SELECT crc FROM botstate_records")]
+    connection.close()
+    assert stamp["format_version"] == str(FORMAT_VERSION)
+    assert len(crcs) == 2
+    assert None not in crcs

@@ -313,7 +313,7 @@ def records(
     for kind in (kind for kind in KINDS if kind in wanted):
         if isinstance(store, RecordStore):
             for row in store.rows(kind):
-                yield _from_row(store, kind, row.key, row.data, decode)
+                yield _from_row(store, kind, row.key, row.data, decode, row.damage)
             continue
         for loaded in store.load(kind, STORED_BOT):
             size = 0
@@ -333,11 +333,15 @@ def count_records(opened: Opened, kinds: Iterable[Kind] = KINDS) -> dict[Kind, i
     return {kind: sum(1 for _ in store.load(kind, STORED_BOT)) for kind in kinds}
 
 
-def _from_row(store: RecordStore, kind: Kind, text: str, data: bytes, decode: bool) -> Record:
+def _from_row(
+    store: RecordStore, kind: Kind, text: str, data: bytes, decode: bool, damage: str | None
+) -> Record:
     try:
         key = key_from_text(kind, text)
     except ValueError as exc:
         return Record(kind, text, None, len(data), error=CorruptDataError(str(exc)))
+    if damage is not None:
+        return Record(kind, text, key, len(data), error=CorruptDataError(damage))
     if not decode:
         return Record(kind, text, key, len(data))
     try:

@@ -118,7 +118,8 @@ def _damages(
 ) -> Iterator[tuple[str, Damage]]:
     """(family, damage) pairs for one file of the reference store."""
     data = target.read_bytes()
-    for offset in _offsets(len(data), budget, rng):
+    # Cut to nothing is the "empty file" case, tried on its own.
+    for offset in _offsets(len(data), budget, rng, start=1):
         yield "truncated", _writer(data[:offset])
     for offset in _offsets(len(data), budget, rng):
         flipped = bytearray(data)
@@ -131,10 +132,10 @@ def _damages(
             yield f"another format: {name}", _writer(content)
 
 
-def _offsets(size: int, budget: int, rng: random.Random) -> list[int]:
-    if size <= budget:
-        return list(range(size))
-    return sorted(rng.sample(range(size), budget))
+def _offsets(size: int, budget: int, rng: random.Random, start: int = 0) -> list[int]:
+    if size - start <= budget:
+        return list(range(start, size))
+    return sorted(rng.sample(range(start, size), budget))
 
 
 def _writer(content: bytes) -> Damage:

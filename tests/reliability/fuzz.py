@@ -187,7 +187,9 @@ def _load_sqlite_row(row: tuple[Any, Any, Any, Any], folder: Path) -> None:
     work = _fresh(folder / "work")
     shutil.copy(_reference(folder, "sqlite") / "state.db", work / "state.db")
     with sqlite3.connect(work / "state.db") as connection:
-        connection.execute("INSERT OR REPLACE INTO botstate_records VALUES (?, ?, ?, ?, 0)", row)
+        connection.execute(
+            "INSERT OR REPLACE INTO botstate_records VALUES (?, ?, ?, ?, 0, NULL)", row
+        )
     connection.close()
     for on_corrupt in ("raise", "skip"):
         asyncio.run(_load("sqlite", work, on_corrupt=on_corrupt))

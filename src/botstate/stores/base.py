@@ -147,7 +147,8 @@ class Loaded(NamedTuple):
 class Row(NamedTuple):
     """One stored row of a record store, before decoding (a named tuple, as :class:`Loaded`).
 
-    For a row to write, ``base`` and ``strict`` are those of its :class:`Change`.
+    For a row to write, ``base`` and ``strict`` are those of its :class:`Change`. A row read
+    back whose store found it damaged (a checksum that does not match) says why in ``damage``.
     """
 
     kind: Kind
@@ -156,6 +157,7 @@ class Row(NamedTuple):
     version: int = 0
     base: int | None = None
     strict: bool = False
+    damage: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,6 +394,8 @@ class RecordStore(Store):
                         f"{type(row.data).__name__} value, not text and bytes"
                     )
                 key = key_from_text(kind, row.key)
+                if row.damage is not None:
+                    raise CorruptDataError(row.damage)
                 value = decode(row.data, bot=bot)
             except (ValueError, CorruptDataError) as exc:
                 what = describe(kind, key) if key is not row.key else f"{kind} key {row.key!r}"

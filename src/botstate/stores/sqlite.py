@@ -27,24 +27,34 @@ import logging
 import os
 import sqlite3
 import time
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from botstate._locks import FileLocks
 from botstate.base import BD, CD, UD, PersistenceInput
 from botstate.codecs import Codec, get_codec
 from botstate.errors import CorruptDataError, StoreLockedError, WriteError
-from botstate.kinds import Kind
+from botstate.kinds import KINDS, Kind
 from botstate.persistence import Persistence
-from botstate.stores.base import Delete, OnCorrupt, RecordStore, Row, Written, stale_version
+from botstate.stores.base import (
+    DAMAGED_KIND,
+    Delete,
+    OnCorrupt,
+    RecordStore,
+    Row,
+    Written,
+    stale_version,
+)
 
 __all__ = ["FORMAT_VERSION", "SQLitePersistence", "SQLiteStore"]
 
 _log = logging.getLogger(__name__)
 
-#: The version of the table layout this release writes and reads.
-FORMAT_VERSION: Final = 1
+#: The version of the table layout this release writes and reads. Format 2 added the ``crc``
+#: column; a format 1 database is upgraded when it is opened.
+FORMAT_VERSION: Final = 2
 
 Synchronous = Literal["NORMAL", "FULL"]
 
@@ -61,14 +71,16 @@ _SCHEMA = (
         value BLOB NOT NULL,
         version INTEGER NOT NULL,
         updated REAL NOT NULL,
+        crc INTEGER,
         PRIMARY KEY (kind, key)
     ) WITHOUT ROWID""",
 )
 
 _UPSERT = """
-INSERT INTO botstate_records (kind, key, value, version, updated) VALUES (?, ?, ?, ?, ?)
+INSERT INTO botstate_records (kind, key, value, version, updated, crc) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (kind, key) DO UPDATE
-SET value = excluded.value, version = excluded.version, updated = excluded.updated
+SET value = excluded.value, version = excluded.version, updated = excluded.updated,
+    crc = excluded.crc
 """
 
 # The clock holds the last version handed out. A database written before it existed starts it
@@ -199,6 +211,7 @@ class SQLiteStore(RecordStore):
             meta: dict[str, str] = dict(
                 connection.execute("SELECT name, value FROM botstate_meta")
             )
+            self._check_kinds(connection)
             if not meta:
                 (stored,) = connection.execute("SELECT count(*) FROM botstate_records").fetchone()
                 if stored:
@@ -212,12 +225,49 @@ class SQLiteStore(RecordStore):
                     "INSERT INTO botstate_meta (name, value) VALUES (?, ?)",
                     [*meta.items(), ("created", f"{time.time():.3f}")],
                 )
+            elif meta.get("format_version") == "1":
+                meta = self._upgrade_from_format_1(connection, meta)
             connection.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 connection.execute("ROLLBACK")
             raise
         return meta
+
+    def _upgrade_from_format_1(
+        self, connection: sqlite3.Connection, meta: dict[str, str]
+    ) -> dict[str, str]:
+        """Add format 2's checksum column and fill it, in the opening transaction."""
+        connection.execute("ALTER TABLE botstate_records ADD COLUMN crc INTEGER")
+        connection.create_function("botstate_crc", 3, _crc, deterministic=True)
+        connection.execute("UPDATE botstate_records SET crc = botstate_crc(kind, key, value)")
+        connection.execute(
+            "UPDATE botstate_meta SET value = ? WHERE name = 'format_version'",
+            (str(FORMAT_VERSION),),
+        )
+        _log.info("%s: upgraded from botstate format 1 to %d", self.path, FORMAT_VERSION)
+        return {**meta, "format_version": str(FORMAT_VERSION)}
+
+    def _check_kinds(self, connection: sqlite3.Connection) -> None:
+        """Refuse rows of a kind botstate does not know.
+
+        Loads ask for one kind at a time, so a row whose kind was damaged would silently go
+        missing from its own kind rather than fail its checksum.
+        """
+        known = (*KINDS, DAMAGED_KIND)
+        marks = ", ".join("?" * len(known))
+        strange = connection.execute(
+            f"SELECT kind, key FROM botstate_records WHERE kind NOT IN ({marks}) LIMIT 3",
+            known,
+        ).fetchall()
+        if strange:
+            found = ", ".join(f"{kind!r}/{key!r}" for kind, key in strange)
+            raise CorruptDataError(
+                f"{self.path} holds records of a kind botstate does not know ({found}): the "
+                "file is damaged or was written by a newer botstate; botstate writes nothing "
+                "into it",
+                location=str(self.path),
+            )
 
     def _check_tables(self, connection: sqlite3.Connection) -> None:
         """Refuse a database that is not botstate's, or a botstate database missing a table.
@@ -312,18 +362,19 @@ class SQLiteStore(RecordStore):
         try:
             if key_prefix:
                 cursor = connection.execute(
-                    "SELECT key, value, version FROM botstate_records "
+                    "SELECT key, value, version, crc FROM botstate_records "
                     "WHERE kind = ? AND substr(key, 1, ?) = ?",
                     (kind, len(key_prefix), key_prefix),
                 )
             else:
                 cursor = connection.execute(
-                    "SELECT key, value, version FROM botstate_records WHERE kind = ?", (kind,)
+                    "SELECT key, value, version, crc FROM botstate_records WHERE kind = ?",
+                    (kind,),
                 )
             # A thousand rows per call into sqlite3, and no more than a thousand undecoded
             # values in memory at a time.
             while chunk := cursor.fetchmany(_ROWS_PER_FETCH):
-                yield from [Row(kind, key, value, version) for key, value, version in chunk]
+                yield from [_checked_row(kind, *found) for found in chunk]
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise CorruptDataError(
                 f"{self.path}: cannot read {kind}: {exc}", location=str(self.path), kind=kind
@@ -333,14 +384,14 @@ class SQLiteStore(RecordStore):
         connection = self._connected()
         try:
             found = connection.execute(
-                "SELECT value, version FROM botstate_records WHERE kind = ? AND key = ?",
+                "SELECT key, value, version, crc FROM botstate_records WHERE kind = ? AND key = ?",
                 (kind, key),
             ).fetchone()
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise CorruptDataError(
                 f"{self.path}: cannot read {kind}: {exc}", location=str(self.path), kind=kind
             ) from exc
-        return None if found is None else Row(kind, key, found[0], found[1])
+        return None if found is None else _checked_row(kind, *found)
 
     def write_rows(self, upserts: Sequence[Row], deletes: Sequence[Delete]) -> Written[str]:
         connection = self._connected()
@@ -374,7 +425,17 @@ class SQLiteStore(RecordStore):
                 versions = {(row.kind, row.key): last + n for n, row in enumerate(upserts, 1)}
                 connection.executemany(
                     _UPSERT,
-                    [(r.kind, r.key, r.data, versions[(r.kind, r.key)], now) for r in upserts],
+                    [
+                        (
+                            r.kind,
+                            r.key,
+                            r.data,
+                            versions[(r.kind, r.key)],
+                            now,
+                            _crc(r.kind, r.key, r.data),
+                        )
+                        for r in upserts
+                    ],
                 )
                 connection.execute(_SET_CLOCK, (str(last + len(upserts)),))
         versions.update(((delete.kind, delete.key), 0) for delete in deletes)
@@ -457,6 +518,24 @@ class SQLiteStore(RecordStore):
             .fetchone()
         )
         return int(found)
+
+
+def _crc(kind: str, key: str, data: bytes) -> int:
+    """The checksum of one record as stored: its kind, key and value."""
+    return zlib.crc32(data, zlib.crc32(f"{kind}\0{key}\0".encode()))
+
+
+def _checked_row(kind: Kind, key: object, data: object, version: int, crc: int | None) -> Row:
+    """A row as read, marked damaged when its checksum does not match.
+
+    SQLite checks the structure of its pages, not the bytes of stored values: a damaged byte
+    inside a value can read as another valid value. The checksum tells.
+    """
+    if not isinstance(key, str) or not isinstance(data, bytes):
+        return Row(kind, cast("str", key), cast("bytes", data), version)  # Decoding says why.
+    if crc is not None and crc != _crc(kind, key, data):
+        return Row(kind, key, data, version, damage="its checksum does not match: it was damaged")
+    return Row(kind, key, data, version)
 
 
 def _locked(exc: sqlite3.Error) -> bool:
