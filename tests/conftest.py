@@ -70,6 +70,13 @@ class StoreFactory:
             cleanup(self.folder)
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Leave nothing of this run on the shared Redis and PostgreSQL servers."""
+    from . import servers
+
+    servers.remove_session()
+
+
 def require(name: str) -> None:
     """Skip the test, saying why, when store *name* cannot run here; in CI, fail it instead."""
     reason = STORES[name].unavailable()

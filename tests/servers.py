@@ -46,17 +46,22 @@ def require(server: str) -> None:
 def name_for(server: str, folder: object) -> str:
     """The prefix or table of the store kept for a test's *folder*: the same for the same
     folder, so that opening again is a restart of the bot."""
-    digest = hashlib.sha1(str(folder).encode()).hexdigest()[:16]
-    return f"bs_test_{digest}" if server == "postgres" else f"bs-test-{digest}"
+    return _name(server, hashlib.sha1(str(folder).encode()).hexdigest()[:16])
+
+
+def session() -> str:
+    """The token of this test run, shared with the processes it starts (through the
+    environment), which every prefix and table of the run begins with."""
+    return os.environ.setdefault("BOTSTATE_TEST_SESSION", uuid.uuid4().hex[:8])
+
+
+def _name(server: str, tail: str) -> str:
+    return f"bs_test_{session()}_{tail}" if server == "postgres" else f"bs-test-{session()}-{tail}"
 
 
 def unique_name(server: str) -> str:
     """A prefix or table name no other test uses."""
-    return (
-        f"bs_test_{uuid.uuid4().hex[:12]}"
-        if server == "postgres"
-        else f"bs-test-{uuid.uuid4().hex[:12]}"
-    )
+    return _name(server, uuid.uuid4().hex[:12])
 
 
 def open_persistence(server: str, name: str, **options: Any) -> Any:
@@ -84,6 +89,39 @@ def remove(server: str, name: str) -> None:
     postgres_store = PostgresStore(POSTGRES_URL, table=name)
     postgres_store.destroy()
     postgres_store.close()
+
+
+def remove_session() -> None:
+    """Remove every prefix and table this test run made, on the servers that are up."""
+    if unavailable("redis") is None:
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            batch: list[bytes] = []
+            for key in client.scan_iter(f"bs-test-{session()}-*", count=1000):
+                batch.append(key)
+                if len(batch) == 1000:
+                    client.delete(*batch)
+                    batch = []
+            if batch:
+                client.delete(*batch)
+        finally:
+            client.close()
+    if unavailable("postgres") is None:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+            tables = [
+                name
+                for (name,) in connection.execute(
+                    "SELECT tablename FROM pg_tables WHERE tablename LIKE %s",
+                    (f"bs_test_{session()}_%",),
+                )
+                if not name.endswith("_meta")
+            ]
+        for table in tables:
+            remove("postgres", table)
 
 
 class CuttingProxy:

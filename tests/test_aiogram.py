@@ -496,3 +496,23 @@ async def test_multi_file_layout_keeps_aiogram_records_in_their_own_file(
     assert pickle.loads((tmp_path / "bot_fsm").read_bytes()) == {
         record_key(KEY): {"state": "Form:name", "data": {}}
     }
+
+
+async def test_a_file_replaced_under_the_storage_fails_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from botstate import ConflictError
+
+    storage = AiogramStorage(PicklePersistence(tmp_path / "bot.pickle"))
+    await storage.update_data(KEY, {"step": 1})
+    backup = (tmp_path / "bot.pickle").read_bytes()
+    await storage.update_data(KEY, {"step": 2})
+    (tmp_path / "bot.pickle").write_bytes(backup)  # a backup restored under the bot
+
+    # Retrying cannot settle this (only a restart does): one try, one error.
+    with caplog.at_level("WARNING"), pytest.raises(ConflictError, match="changed by another"):
+        await storage.update_data(KEY, {"step": 3})
+    assert caplog.text.count("was not stored") == 1
+    # The change stays unstored; closing says so rather than dropping it silently.
+    with pytest.raises(ConflictError):
+        await storage.close()

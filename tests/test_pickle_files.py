@@ -7,6 +7,8 @@ import os
 import pickle
 import sqlite3
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -281,3 +283,36 @@ async def test_a_large_file_loads_as_plain_dicts_everywhere(tmp_path: Path) -> N
         assert len(content["user_data"]) == 2000
         assert type(content["conversations"]["c"]) is dict
         assert content["conversations"]["c"][(5, 5)] == 1
+
+
+def test_a_temporary_file_being_written_by_a_live_process_is_left_alone(tmp_path: Path) -> None:
+    from botstate._atomic import remove_stale_temporaries
+
+    good_file(tmp_path / "bot.pickle")
+    in_progress = tmp_path / f"bot.pickle{TEMP_MARK}live"
+    left_over = tmp_path / f"bot.pickle{TEMP_MARK}dead"
+    left_over.write_bytes(b"half")
+    # Another process is writing this one, and holds its lock while it does.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time\n"
+            "f = open(sys.argv[1], 'wb')\n"
+            "fcntl.flock(f, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(60)\n",
+            str(in_progress),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        remove_stale_temporaries(tmp_path / "bot.pickle")
+        assert in_progress.exists()
+        assert not left_over.exists()
+    finally:
+        holder.kill()
+        holder.wait()

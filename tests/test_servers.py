@@ -440,24 +440,33 @@ def test_a_bad_ttl_is_refused(ttl: Any, message: str) -> None:
 # -- faults -------------------------------------------------------------------------------------
 
 
-def make_url(server: str, port: int, password: str = "s3cret") -> str:
+def make_url(server: str, port: int, password: str = "s3cret", in_query: bool = False) -> str:
+    if in_query:
+        if server == "redis":
+            return f"redis://127.0.0.1:{port}/0?password={password}"
+        return f"postgresql://postgres@127.0.0.1:{port}/test?password={password}"
     if server == "redis":
         return f"redis://:{password}@127.0.0.1:{port}/0"
     return f"postgresql://postgres:{password}@127.0.0.1:{port}/test"
 
 
+@pytest.mark.parametrize("in_query", [False, True])
 async def test_a_server_down_at_start_is_a_clear_error_without_the_password(
-    server: str, caplog: pytest.LogCaptureFixture
+    server: str, caplog: pytest.LogCaptureFixture, in_query: bool
 ) -> None:
     from botstate import from_url
 
     port = servers.closed_port()
-    persistence = from_url(make_url(server, port), retries=1, max_backoff=0.1, timeout=1)
+    url = make_url(server, port, in_query=in_query)
+    persistence = from_url(url, retries=1, max_backoff=0.1, timeout=1)
     assert "s3cret" not in repr(persistence)
     with caplog.at_level(logging.DEBUG), pytest.raises(StoreUnavailableError) as caught:
         await persistence.get_user_data()
     message = str(caught.value)
     masked = "redis://:***@" if server == "redis" else "postgresql://postgres:***@"
+    if in_query:
+        masked = "redis://" if server == "redis" else "postgresql://postgres@"
+        assert "password=***" in message
     assert f"{masked}127.0.0.1:{port}" in message
     assert "connecting failed, the server cannot be reached" in message
     assert "s3cret" not in message
@@ -522,14 +531,15 @@ async def test_a_postgres_transaction_cut_mid_way_stores_nothing_and_is_retried(
     await persistence.get_user_data()
     with psycopg.connect(servers.POSTGRES_URL, autocommit=True) as control:
         # Hold the lock of one record, so the cycle's transaction stops half way and waits.
-        lock = (f"{store_name}:user_data:2",)
-        control.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", lock)
+        lock = (f"{store_name}:", f"{store_name}:", "user_data:2")
+        slot_lock = "hashtext(%s), (hashtextextended(%s || %s, 0) & 255)::integer"
+        control.execute(f"SELECT pg_advisory_lock({slot_lock})", lock)
         cycle = asyncio.gather(*(persistence.update_user_data(u, {"u": u}) for u in range(5)))
 
         async def waiting_backend() -> Any:
             return control.execute(
                 "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%%pg_advisory_xact_lock(h)%%' AND pid <> pg_backend_pid()"
+                "AND query LIKE '%%pg_advisory_xact_lock(hashtext%%' AND pid <> pg_backend_pid()"
             ).fetchone()
 
         await wait_until(waiting_backend, 10)
@@ -539,7 +549,7 @@ async def test_a_postgres_transaction_cut_mid_way_stores_nothing_and_is_retried(
             await cycle
         (count,) = control.execute(f"SELECT count(*) FROM {store_name}").fetchone() or (None,)
         assert count == 0
-        control.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", lock)
+        control.execute(f"SELECT pg_advisory_unlock({slot_lock})", lock)
 
     await persistence.flush()
     reader = servers.open_persistence("postgres", store_name)
@@ -569,3 +579,44 @@ async def test_the_bots_own_asyncio_clients_are_accepted(server: str, store_name
     reopened = servers.open_persistence(server, store_name)
     assert await reopened.get_user_data() == {1: {"a": 1}}
     await reopened.close()
+
+
+async def test_a_cycle_of_many_changed_records_is_stored(server: str, store_name: str) -> None:
+    # Each changed key once took a lock of its own in PostgreSQL, and 10,000 of them ran out
+    # of the server's lock table.
+    persistence = servers.open_persistence(server, store_name)
+    await persistence.get_user_data()
+    await asyncio.gather(*(persistence.update_user_data(u, {"u": u}) for u in range(15000)))
+    reader = servers.open_persistence(server, store_name)
+    assert len(await reader.get_user_data()) == 15000
+    await reader.close()
+    await persistence.close()
+
+
+@only("redis")
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda client, key: client.hdel(key, "d"), "lacks its value or version"),
+        (lambda client, key: client.hdel(key, "v"), "lacks its value or version"),
+        (lambda client, key: (client.delete(key), client.set(key, b"x")), "does not hold a hash"),
+    ],
+)
+async def test_a_damaged_redis_record_is_an_error_not_an_absence(
+    store_name: str, damage: Any, problem: str
+) -> None:
+    persistence = servers.open_persistence("redis", store_name)
+    await asyncio.gather(*(persistence.update_user_data(u, {"u": u}) for u in (1, 42)))
+    await persistence.close()
+    client = redis.Redis.from_url(servers.REDIS_URL)
+    record = next(
+        key for key in client.scan_iter(f"{store_name}:*") if key.endswith(b"user_data:42")
+    )
+    damage(client, record)
+    client.close()
+
+    with pytest.raises(CorruptDataError, match=rf"user_data\[42\]: .*{problem}"):
+        await servers.open_persistence("redis", store_name).get_user_data()
+    skipping = servers.open_persistence("redis", store_name, on_corrupt="skip")
+    assert await skipping.get_user_data() == {1: {"u": 1}}
+    await skipping.close()

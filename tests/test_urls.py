@@ -57,6 +57,16 @@ def test_passwords_are_masked() -> None:
     assert mask_url("redis://:pw@localhost:6379/0") == "redis://:***@localhost:6379/0"
     assert mask_url("postgresql://bot:s3cr3t@db/x") == "postgresql://bot:***@db/x"
     assert mask_url("sqlite:///a/b.db") == "sqlite:///a/b.db"
+    assert (
+        mask_url("redis://127.0.0.1:6379/0?prefix=x&password=S3cr3t-pw%21#bot")
+        == "redis://127.0.0.1:6379/0?prefix=x&password=***#bot"
+    )
+    assert mask_url("postgresql://h/db?sslpassword=a&password=b") == (
+        "postgresql://h/db?sslpassword=***&password=***"
+    )
+    assert mask_url("host=h dbname=x password='p w' user=u") == (
+        "host=h dbname=x password=*** user=u"
+    )
 
 
 def test_server_urls_open_the_server_stores_without_connecting() -> None:

@@ -15,7 +15,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from botstate._locks import FileLocks
+from botstate._locks import FileLocks, lock_writing, try_remove_unused
 from botstate.errors import WriteError
 
 __all__ = ["TEMP_MARK", "remove_stale_temporaries", "replace_file"]
@@ -53,6 +53,7 @@ def replace_file(path: Path, data: bytes, locks: FileLocks | None = None) -> Non
     held = None
     try:
         with os.fdopen(descriptor, "wb") as file:
+            lock_writing(file.fileno())
             os.fchmod(file.fileno(), mode)
             file.write(data)
             file.flush()
@@ -88,8 +89,9 @@ def _fsync_folder(folder: Path) -> None:
 def remove_stale_temporaries(path: Path) -> None:
     """Delete temporary files a killed process left beside *path*.
 
-    Only the process that writes *path* may call this, before its own first write: any other
-    process could delete the temporary file of a write in progress.
+    A live writer holds a lock on its temporary file until the file takes its place, so only
+    the leftovers of killed writers go. Only the process that writes *path* calls this, before
+    its own first write.
     """
     path = Path(os.path.realpath(path))
     try:
@@ -98,8 +100,9 @@ def remove_stale_temporaries(path: Path) -> None:
         return
     for leftover in leftovers:
         try:
-            leftover.unlink()
+            removed = try_remove_unused(leftover)
         except OSError as exc:
             _log.warning("cannot remove leftover temporary file %s: %s", leftover, exc)
         else:
-            _log.warning("removed %s, left by an interrupted write", leftover)
+            if removed:
+                _log.warning("removed %s, left by an interrupted write", leftover)

@@ -33,7 +33,7 @@ try:
 except ImportError:  # pragma: no cover (Windows)
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["FileLocks", "in_use", "read_all"]
+__all__ = ["FileLocks", "in_use", "lock_writing", "read_all", "try_remove_unused"]
 
 _log = logging.getLogger(__name__)
 
@@ -181,3 +181,27 @@ def _same_file(descriptor: int, path: Path) -> bool:
         return False
     mine = os.fstat(descriptor)
     return (mine.st_dev, mine.st_ino) == (found.st_dev, found.st_ino)
+
+
+def lock_writing(descriptor: int) -> None:
+    """Lock a temporary file while it is written, so that no other process takes it for the
+    leftover of a killed writer (see :func:`try_remove_unused`)."""
+    _try_lock(descriptor, True, None)
+
+
+def try_remove_unused(path: Path) -> bool:
+    """Delete *path* unless a live process holds a lock on it; True when it was deleted.
+
+    A process killed while writing a temporary file no longer holds its lock.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return False
+    try:
+        if not _try_lock(descriptor, True, path):
+            return False
+        path.unlink()
+        return True
+    finally:
+        os.close(descriptor)

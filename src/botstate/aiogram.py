@@ -195,6 +195,10 @@ class AiogramStorage(BaseStorage):
                 try:
                     await self._write(address, old, new, version)
                 except ConflictError as exc:
+                    if version is None:
+                        # Not a changed version (the store checks none) but a conflict no
+                        # retry settles, such as a file replaced under the bot.
+                        raise
                     if attempt == _TRIES:
                         raise ConflictError(
                             f"{self.persistence.store.location}: {describe(_KIND, address)} was "

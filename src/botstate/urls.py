@@ -123,8 +123,10 @@ def guess_url(path: Path, *, new: bool = False) -> str:
 
 
 def mask_url(url: str) -> str:
-    """Return *url* with any password replaced by ``***``."""
-    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+    """Return *url* with any password replaced by ``***``: in ``user:password@`` and in a
+    ``password=`` (or ``sslpassword=``...) query parameter or connection string entry."""
+    url = re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+    return re.sub(r"((?:^|[?&;\s])[a-z_]*password=)('[^']*'|[^&#\s]*)", r"\1***", url, flags=re.I)
 
 
 def url_path(parts: urllib.parse.SplitResult) -> Path:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tests import servers
 from tests.stores import DURABLE, FILE_STORES, RECORD_STORES, STORES
 
 from . import FULL, QUICK, Sizes, Unavailable
@@ -415,7 +416,11 @@ def main() -> int:
     # Loaders warn about every file they reject; thousands of such warnings say nothing here.
     logging.disable(logging.WARNING)
     seed = options.seed if options.seed is not None else random.randrange(2**32)
-    report = run(QUICK if options.quick else FULL, seed)
+    try:
+        report = run(QUICK if options.quick else FULL, seed)
+    finally:
+        # Leave nothing of this run on the shared Redis and PostgreSQL servers.
+        servers.remove_session()
     page = render(report)
     if options.output == "-":
         print(page)

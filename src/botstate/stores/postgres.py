@@ -62,11 +62,15 @@ _SCHEMA = (
 _LIVE = "(expires IS NULL OR expires > now())"
 
 # Lock the changed keys in one order, so two writers of the same keys never deadlock; the
-# statements after this one see every write committed before the locks were granted.
-_LOCK = """
-SELECT pg_advisory_xact_lock(h) FROM (
-    SELECT DISTINCT hashtextextended(%(namespace)s || k, 0) AS h
-    FROM unnest(%(addresses)s::text[]) AS k ORDER BY h
+# statements after this one see every write committed before the locks were granted. Keys
+# share one of _LOCK_SLOTS locks of the table: each lock takes a place in the server's lock
+# table (max_locks_per_transaction), and a cycle of 100,000 changed keys must not run out.
+_LOCK_SLOTS = 256
+_LOCK = f"""
+SELECT pg_advisory_xact_lock(hashtext(%(namespace)s), slot) FROM (
+    SELECT DISTINCT (hashtextextended(%(namespace)s || k, 0) & {_LOCK_SLOTS - 1})::integer
+        AS slot
+    FROM unnest(%(addresses)s::text[]) AS k ORDER BY slot
 ) AS ordered
 """
 

@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import redis
 import redis.asyncio
@@ -244,11 +244,8 @@ class RedisStore(ServerStore):
         with self._client.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.hmget(self._record_key(kind, key), "d", "v")
-            answers = pipe.execute()
-        return [
-            None if data is None else Row(kind, key, data, int(version))
-            for key, (data, version) in zip(keys, answers, strict=True)
-        ]
+            answers = pipe.execute(raise_on_error=False)
+        return [_row(kind, key, answer) for key, answer in zip(keys, answers, strict=True)]
 
     def row(self, kind: Kind, key: str) -> Row | None:
         return self._retrying(f"reading {kind}", lambda: self._fetch(kind, [key]))[0]
@@ -363,6 +360,23 @@ def _blocking_twin(client: redis.asyncio.Redis, timeout: float) -> redis.Redis:
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),  # _retrying is the only retry layer
     )
+
+
+def _row(kind: Kind, key: str, answer: object) -> Row | None:
+    """The row of one record from its ``HMGET d v`` answer; None when it is not stored (or
+    expired), a row marked damaged when its hash is not what botstate writes."""
+    if isinstance(answer, redis.ResponseError):
+        return Row(kind, key, b"", damage=f"its Redis key does not hold a hash ({answer})")
+    data, version = cast("list[bytes | None]", answer)
+    if data is None and version is None:
+        return None
+    try:
+        number = int(version or b"")
+    except ValueError:
+        number = None
+    if data is None or number is None:
+        return Row(kind, key, data or b"", damage="its hash lacks its value or version")
+    return Row(kind, key, data, number)
 
 
 def _url_of(client: redis.Redis | redis.asyncio.Redis) -> str:
