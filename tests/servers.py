@@ -55,6 +55,11 @@ def session() -> str:
     return os.environ.setdefault("BOTSTATE_TEST_SESSION", uuid.uuid4().hex[:8])
 
 
+# Fixed when this module is imported, before any process it may start: a child started
+# before the first name was asked for would otherwise pick a token of its own.
+session()
+
+
 def _name(server: str, tail: str) -> str:
     return f"bs_test_{session()}_{tail}" if server == "postgres" else f"bs-test-{session()}-{tail}"
 

@@ -497,6 +497,13 @@ async def test_multi_file_layout_keeps_aiogram_records_in_their_own_file(
         record_key(KEY): {"state": "Form:name", "data": {}}
     }
 
+    # The last record gone, the file goes too, and a reopened store finds no records.
+    await AiogramStorage(persistence).set_state(KEY, None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bot_user_data"]
+    again = AiogramStorage(PicklePersistence(tmp_path / "bot", single_file=False))
+    assert await again.get_state(KEY) is None
+    await again.close()
+
 
 async def test_a_file_replaced_under_the_storage_fails_at_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture

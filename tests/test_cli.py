@@ -11,6 +11,7 @@ import pty
 import re
 import select
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -300,6 +301,23 @@ def test_inspect_and_dump_show_records_for_people(tmp_path: Path) -> None:
     missing = botstate("dump", "bot.db", "--kind", "user_data", "--key", "5", cwd=tmp_path)
     assert missing.returncode == 1
     assert missing.stderr == "botstate dump: error: sqlite://bot.db holds no user_data[5]\n"
+
+
+def test_dump_names_the_store_and_record_it_cannot_read_and_shows_the_rest(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    fill(f"sqlite://{tmp_path}/bot.db")
+    with sqlite3.connect(tmp_path / "bot.db") as connection:
+        connection.execute(
+            "UPDATE botstate_records SET value = x'800599' WHERE kind = 'user_data' AND key = '7'"
+        )
+    connection.close()
+    dumped = botstate("dump", "bot.db", "--kind", "user_data", cwd=tmp_path)
+    assert dumped.returncode == 1
+    assert dumped.stderr.startswith("botstate dump: error: sqlite://bot.db: user_data[7]: ")
+    assert [json.loads(line)["key"] for line in dumped.stdout.splitlines()] == [42]
 
 
 def test_set_stores_new_records_and_reads_standard_input(tmp_path: Path) -> None:
@@ -600,6 +618,9 @@ def test_a_killed_migration_leaves_the_destination_marked_incomplete(
         assert checked.returncode == 1
         assert checked.stdout.startswith("INCOMPLETE a migration into it did not finish")
         if name == "pickle-multi":
+            marks = list(tmp_path.glob("copy*incomplete*"))
+            assert len(marks) == 1
+            assert stat.S_IMODE(marks[0].stat().st_mode) == 0o600
             # Killed before its single write: no file yet, but the mark.
             again = botstate("migrate", "big.db", destination, cwd=tmp_path)
             assert again.returncode == 2

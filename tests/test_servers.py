@@ -469,10 +469,33 @@ async def test_a_server_down_at_start_is_a_clear_error_without_the_password(
         assert "password=***" in message
     assert f"{masked}127.0.0.1:{port}" in message
     assert "connecting failed, the server cannot be reached" in message
+    assert "Connection refused" in message  # the driver's reason, not only a timeout
     assert "s3cret" not in message
     assert "s3cret" not in repr(caught.value.__cause__)
     assert "s3cret" not in caplog.text
     assert "trying again" in caplog.text  # the bounded retry
+    await persistence.close()
+
+
+async def test_a_refused_login_is_told_apart_from_a_server_that_is_down(
+    server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from botstate import from_url
+
+    if server == "redis":
+        url = "redis://nobody-here:s3cret@127.0.0.1:6379/0?prefix=" + servers.unique_name(server)
+    else:
+        url = "postgresql://nobody_here:s3cret@127.0.0.1:5432/test"
+    persistence = from_url(url, retries=3)
+    with caplog.at_level(logging.DEBUG), pytest.raises(StoreUnavailableError) as caught:
+        await persistence.get_user_data()
+    message = str(caught.value)
+    assert "the server refused the login" in message
+    assert "Check the user name and password in the URL" in message
+    assert "nobody" in message
+    assert "s3cret" not in message
+    assert "s3cret" not in caplog.text
+    assert "trying again" not in caplog.text  # a wrong password stays wrong: no retries
     await persistence.close()
 
 

@@ -53,6 +53,48 @@ def test_unknown_things_are_clear_errors(tmp_path: Path) -> None:
         from_url(tmp_path / "missing.db")
 
 
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("lock_timeout=abc", "option lock_timeout must be a number, got 'abc'"),
+        ("synchronous=FULL&lock_timeout=", "option lock_timeout must be a number, got ''"),
+        ("on_flush=maybe", "option on_flush must be true or false, got 'maybe'"),
+        ("bogus=1", "unexpected keyword argument 'bogus'"),
+    ],
+)
+def test_a_bad_option_in_a_file_url_names_the_url(
+    tmp_path: Path, query: str, message: str
+) -> None:
+    url = f"sqlite://{tmp_path}/bot.db?{query}"
+    with pytest.raises(ValueError, match=r"option|keyword") as caught:
+        from_url(url)
+    assert str(caught.value).startswith(f"sqlite://{tmp_path}/bot.db?")
+    assert message in str(caught.value)
+    assert not (tmp_path / "bot.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("pickle:///x/bot.pickle?single_file=maybe", "single_file must be true or false"),
+        ("redis://:pw@127.0.0.1:1/0?ttl=abc", "option ttl must be a number, got 'abc'"),
+        ("redis://:pw@127.0.0.1:1/0?timeout=soon", "option timeout must be a number"),
+        ("postgresql://u:pw@127.0.0.1:1/x?retries=1.5", "retries must be a whole number"),
+    ],
+)
+def test_a_bad_option_value_is_refused_before_anything_opens(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as caught:
+        from_url(url)
+    assert "pw" not in str(caught.value)
+
+
+def test_options_given_in_python_are_checked_too_but_take_their_own_types() -> None:
+    persistence = from_url("redis://127.0.0.1:1/0?ttl=60", ttl={"fsm": 30.5})
+    assert persistence is not None
+    with pytest.raises(ValueError, match="option update_interval must be a number"):
+        from_url("memory://", update_interval="soon")
+
+
 def test_passwords_are_masked() -> None:
     assert mask_url("redis://:pw@localhost:6379/0") == "redis://:***@localhost:6379/0"
     assert mask_url("postgresql://bot:s3cr3t@db/x") == "postgresql://bot:***@db/x"

@@ -240,7 +240,9 @@ def dump(
                 except BotStateError as exc:
                     # One record that cannot be shown does not stop the others.
                     failed += 1
-                    problem = "" if isinstance(exc, EncodingError) else f"{record.name}: "
+                    problem = f"{opened.url}: "
+                    if not isinstance(exc, EncodingError):
+                        problem += f"{record.name}: "
                     _echo(f"{_command_name()}: error: {problem}{exc}{_hint(exc)}", err=True)
                     continue
                 if output == "repr":

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from botstate._atomic import replace_file
 from botstate.codecs import JSONCodec
 from botstate.codecs.allow import AllowEntry
 from botstate.errors import BotStateError, EncodingError
@@ -177,7 +178,8 @@ class _Run:
             self.store.write_meta({INCOMPLETE: note})
             return True
         if isinstance(self.store, SnapshotFileStore) and not self.store.single_file:
-            self.store.incomplete_mark.write_text(note + "\n")
+            # Durable and readable by the owner only, as the store's own files.
+            replace_file(self.store.incomplete_mark, note.encode() + b"\n")
             return True
         return False
 

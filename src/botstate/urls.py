@@ -34,7 +34,7 @@ import importlib
 import inspect
 import re
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -73,7 +73,13 @@ def from_url(url: str | Path, **options: Any) -> Persistence[Any, Any, Any]:
         for key, values in urllib.parse.parse_qs(parts.query, keep_blank_values=True).items()
     }
     merged.update(options)
-    return opener(parts, merged)
+    try:
+        return opener(parts, merged)
+    except TypeError as exc:
+        # An option the persistence does not take (a typo in the query, most often).
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        raise ValueError(f"{mask_url(text)}: {exc}") from exc
 
 
 #: File name endings that say which store a path names when there is nothing there yet.
@@ -150,12 +156,48 @@ def _option_value(text: str) -> Any:
     return text
 
 
+# What the annotation of a persistence's parameter says a URL option's value must be.
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "bool": (bool,),
+    "int": (int,),
+    "float": (int, float),
+    "Ttl": (int, float, Mapping, type(None)),
+}
+
+
+def _checked(
+    persistence: Callable[..., object],
+    parts: urllib.parse.SplitResult,
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """*options*, once each value has the type *persistence* takes: a number where it takes
+    a number, ``true`` or ``false`` where it takes a flag (``?single_file=maybe`` is an error
+    naming the URL, not a file layout chosen by a guess)."""
+    parameters = inspect.signature(persistence).parameters
+    for name, value in options.items():
+        parameter = parameters.get(name)
+        if parameter is None or not isinstance(parameter.annotation, str):
+            continue
+        wanted = _OPTION_TYPES.get(parameter.annotation.removesuffix(" | None"))
+        if wanted is None or (value is None and parameter.annotation.endswith(" | None")):
+            continue
+        if (isinstance(value, bool) and bool not in wanted) or not isinstance(value, wanted):
+            names: dict[tuple[type, ...], str] = {
+                (bool,): "true or false",
+                (int,): "a whole number",
+            }
+            what = names.get(wanted, "a number")
+            url = f"{parts.scheme}://{parts.netloc}{parts.path}?{parts.query}"
+            raise ValueError(f"{mask_url(url)}: option {name} must be {what}, got {value!r}")
+    return options
+
+
 def _open_sqlite(
     parts: urllib.parse.SplitResult, options: dict[str, Any]
 ) -> Persistence[Any, Any, Any]:
     from botstate.stores.sqlite import SQLitePersistence
 
-    return SQLitePersistence(url_path(parts), **options)
+    return SQLitePersistence(url_path(parts), **_checked(SQLitePersistence, parts, options))
 
 
 def _open_pickle(
@@ -163,7 +205,7 @@ def _open_pickle(
 ) -> Persistence[Any, Any, Any]:
     from botstate.stores.files import PicklePersistence
 
-    return PicklePersistence(url_path(parts), **options)
+    return PicklePersistence(url_path(parts), **_checked(PicklePersistence, parts, options))
 
 
 def _open_json(
@@ -171,7 +213,7 @@ def _open_json(
 ) -> Persistence[Any, Any, Any]:
     from botstate.stores.files import JSONPersistence
 
-    return JSONPersistence(url_path(parts), **options)
+    return JSONPersistence(url_path(parts), **_checked(JSONPersistence, parts, options))
 
 
 def _open_memory(
@@ -179,7 +221,7 @@ def _open_memory(
 ) -> Persistence[Any, Any, Any]:
     from botstate.stores.memory import MemoryPersistence
 
-    return MemoryPersistence(**options)
+    return MemoryPersistence(**_checked(MemoryPersistence, parts, options))
 
 
 def _open_redis(
@@ -220,7 +262,9 @@ def _server_url(
 ) -> tuple[str, dict[str, Any]]:
     """Split *options* into the persistence's keywords and the driver's URL query."""
     accepted = inspect.signature(persistence).parameters
-    ours = {name: value for name, value in options.items() if name in accepted}
+    ours = _checked(
+        persistence, parts, {name: value for name, value in options.items() if name in accepted}
+    )
     query = [
         (name, value)
         for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)

@@ -320,6 +320,8 @@ class SnapshotFileStore(Store):
             _apply(image, change, change.value)
 
         files: list[tuple[Path, bytes]] = []
+        # Files of kinds python-telegram-bot does not know go away once their last record does.
+        removals: list[Path] = []
         if self.single_file:
             content = {
                 kind: image[kind]
@@ -331,18 +333,23 @@ class SnapshotFileStore(Store):
         else:
             for kind in to_write:
                 section = image[kind]
-                if kind not in changed and _unused(kind, section):
+                if _unused(kind, section):
+                    if kind in changed and self.file_of(kind).exists():
+                        removals.append(self.file_of(kind))
                     continue
                 data = self._encode(None if section is _ABSENT else section, kind, bot)
                 files.append((self.file_of(kind), data))
 
         # Never write over a file someone else changed since it was read (a backup restored
         # under a running bot, a second process): check every file before writing any.
-        for path, _ in files:
+        for path in [path for path, _ in files] + removals:
             self._check_unchanged(path)
         for path, data in files:
             self._replace(path, data)
             self._seen[path] = _signature(path)
+        for path in removals:
+            path.unlink(missing_ok=True)
+            self._seen[path] = None
         self._image = image
         self._layout = self.single_file
 

@@ -240,6 +240,9 @@ class PostgresStore(ServerStore):
     @property
     def _pool(self) -> psycopg_pool.ConnectionPool[Any]:
         if self._pool_in_use is None:
+            # A pool that cannot connect only times out; one direct connection first says at
+            # once that the server is down or refuses the login, with libpq's reason.
+            self._probe()
             # A closed pool cannot be opened again: each opening of the store makes its own.
             self._pool_in_use = psycopg_pool.ConnectionPool(
                 self._dsn,
@@ -252,6 +255,18 @@ class PostgresStore(ServerStore):
             )
             self._pool_in_use.open(wait=False)
         return self._pool_in_use
+
+    def _refused(self, exc: BaseException) -> bool:
+        # A failed connection carries no SQLSTATE in psycopg; libpq's message says why.
+        text = str(exc)
+        return isinstance(exc, psycopg.OperationalError) and (
+            "authentication failed" in text or ("role" in text and "does not exist" in text)
+        )
+
+    def _probe(self) -> None:
+        """Connect once without the pool, which would only say it timed out: a server that
+        is down or refuses the login is then known at once, with libpq's reason."""
+        psycopg.connect(self._dsn, connect_timeout=max(1, round(self.timeout))).close()
 
     def open(self) -> None:
         try:
@@ -300,8 +315,10 @@ class PostgresStore(ServerStore):
             self._pool_in_use = None
 
     def _reconnect(self) -> None:
-        # The pool drops a connection that broke when it is returned; nothing else to do.
-        pass
+        # An own pool goes, so that the next try connects directly first: while the server
+        # is down, tries then fail at once instead of each waiting for the pool's timeout.
+        # (A given pool drops a connection that broke when it is returned.)
+        self.close()
 
     # -- rows -----------------------------------------------------------------------------------
 

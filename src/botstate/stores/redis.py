@@ -187,6 +187,9 @@ class RedisStore(ServerStore):
 
     connection_errors = (redis.ConnectionError, redis.TimeoutError)
 
+    def _refused(self, exc: BaseException) -> bool:
+        return isinstance(exc, redis.AuthenticationError)
+
     # -- opening --------------------------------------------------------------------------------
 
     def open(self) -> None:

@@ -153,6 +153,10 @@ class ServerStore(RecordStore):
     def _reconnect(self) -> None:
         """Drop connections that may be broken, so the next try opens new ones."""
 
+    def _refused(self, exc: BaseException) -> bool:
+        """Whether *exc* says the server refused the login: trying again cannot help."""
+        return False
+
     def _retrying(self, what: str, operation: Callable[[], _T]) -> _T:
         """Run *operation*; when its connection fails, try again after a bounded backoff.
 
@@ -169,6 +173,11 @@ class ServerStore(RecordStore):
                 return operation()
             except self.connection_errors as exc:
                 reason = self._scrub(exc)
+                if self._refused(exc):
+                    raise StoreUnavailableError(
+                        f"{self.location}: {what} failed, the server refused the login "
+                        f"({reason}). Check the user name and password in the URL."
+                    ) from None
                 if attempt == self.retries:
                     raise StoreUnavailableError(
                         f"{self.location}: {what} failed, the server cannot be reached "
