@@ -9,6 +9,13 @@ redraws those from a results file without measuring again.
     python -m benchmarks                 # N = 1,000, 10,000 and 100,000: about 20 minutes
     python -m benchmarks --quick         # small N, one repeat: about a minute
     python -m benchmarks --write-docs    # the full run, then the docs
+    python -m benchmarks --no-servers    # leave out the Redis and PostgreSQL stores
+
+The Redis and PostgreSQL stores run on the servers named by ``--redis-url`` and
+``--postgres-url`` (local ones by default), each run under a key prefix or table of its own
+(``bsbench-<random token>-...``), all of it removed when the run ends. A server that does not
+answer is an error when its stores were asked for with ``--stores`` or for ``--write-docs``;
+otherwise its stores are left out with a message.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import datetime
 import json
 import os
 import platform
+import secrets
 import shutil
 import sqlite3
 import subprocess
@@ -30,10 +38,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks.contenders import CONTENDERS, offline_bot
+from benchmarks.contenders import CONTENDERS, SERVERS, Contender, Place, offline_bot
 from benchmarks.measure import RunResult, RunSpec, measure
 from benchmarks.report import chart_svg, markdown, summarize
 from benchmarks.workload import initial_state
+from botstate.urls import mask_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -76,8 +85,19 @@ def _parser() -> argparse.ArgumentParser:
         "--budget", type=float, help="seconds of cycles per K in each process, after the first"
     )
     parser.add_argument(
-        "--stores", default=",".join(CONTENDERS), help="contenders, comma separated"
+        "--stores", help=f"contenders, comma separated (default: all of {', '.join(CONTENDERS)})"
     )
+    parser.add_argument(
+        "--no-servers",
+        action="store_true",
+        help="leave out the stores that need a database server (Redis, PostgreSQL)",
+    )
+    for server in SERVERS.values():
+        parser.add_argument(
+            f"--{server.name}-url",
+            default=server.default_url,
+            help=f"the {server.title} server (default {server.default_url})",
+        )
     parser.add_argument("--json", help="also write the raw figures to this file")
     parser.add_argument("--from-json", help="report the figures of an earlier --json file")
     parser.add_argument(
@@ -98,41 +118,58 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     repeats = options.repeats or int(defaults["repeats"])
     cycles = options.cycles or int(defaults["cycles"])
     budget = options.budget if options.budget is not None else float(defaults["budget"])
-    names = [name.strip() for name in options.stores.split(",")]
-    unknown = [name for name in names if name not in CONTENDERS]
-    if unknown:
-        raise SystemExit(
-            f"unknown store {', '.join(unknown)}; choose from {', '.join(CONTENDERS)}"
-        )
+    names = _chosen(options)
     if max(ks) > min(sizes):
         raise SystemExit(f"K = {max(ks)} is larger than N = {min(sizes)}")
+    urls = {name: str(getattr(options, f"{name}_url")) for name in SERVERS}
+    servers = sorted({c.server.name for name in names if (c := CONTENDERS[name]).server})
+    # A random token in every namespace: runs at the same time never touch each other's data.
+    token = secrets.token_hex(4)
+    if servers:
+        _log(
+            "server stores under "
+            + " and ".join(f"{SERVERS[s].title} {SERVERS[s].pattern(token)}" for s in servers)
+        )
 
     started = time.monotonic()
     load_before = _load_average()
     runs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="botstate-bench-") as scratch:
-        for n in sizes:
-            pristine = Path(scratch) / f"seed-{n}"
-            _log(f"N = {n:,}: seeding {', '.join(names)}")
-            asyncio.run(_seed_all(names, pristine, n))
-            for repeat in range(repeats):
-                # Each repeat starts with another store, so a slow stretch of a shared machine
-                # does not always hit the same one.
-                order = names[repeat % len(names) :] + names[: repeat % len(names)]
-                for name in order:
-                    folder = Path(scratch) / f"run-{n}-{name}-{repeat}"
-                    shutil.copytree(pristine / name, folder)
-                    spec = RunSpec(name, n, str(folder), tuple(ks), cycles, budget, seed=repeat)
-                    runs.append(_measure_in_child(spec))
-                    shutil.rmtree(folder)
-                    _log(f"N = {n:,}: {name} run {repeat + 1}/{repeats} done")
-            shutil.rmtree(pristine)
+    try:
+        with tempfile.TemporaryDirectory(prefix="botstate-bench-") as scratch:
+            for n in sizes:
+                pristine = Path(scratch) / f"seed-{n}"
+                _log(f"N = {n:,}: seeding {', '.join(names)}")
+                asyncio.run(_seed_all(names, pristine, n, token, urls))
+                for repeat in range(repeats):
+                    # Each repeat starts with another store, so a slow stretch of a shared
+                    # machine does not always hit the same one.
+                    order = names[repeat % len(names) :] + names[: repeat % len(names)]
+                    for name in order:
+                        contender = CONTENDERS[name]
+                        folder = Path(scratch) / f"run-{n}-{name}-{repeat}"
+                        spec = RunSpec(name, n, str(folder), tuple(ks), cycles, budget, repeat)
+                        try:
+                            place = _place(contender, folder.name, token, urls)
+                            asyncio.run(contender.copy(pristine / name, folder, place))
+                            runs.append(_measure_in_child(spec))
+                        finally:
+                            contender.discard(folder)
+                        _log(f"N = {n:,}: {name} run {repeat + 1}/{repeats} done")
+                for name in names:
+                    CONTENDERS[name].discard(pristine / name)
+                shutil.rmtree(pristine, ignore_errors=True)
+    finally:
+        # Whatever a failure left behind on the servers goes too.
+        for server in servers:
+            left = SERVERS[server].sweep(urls[server], token)
+            if left:
+                _log(f"removed {left} leftovers from {SERVERS[server].title}")
     _log(f"done in {time.monotonic() - started:.0f} s")
     return {
         "command": "python -m benchmarks " + " ".join(sys.argv[1:]),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": {
-            **machine(Path(tempfile.gettempdir())),
+            **machine(Path(tempfile.gettempdir()), {s: urls[s] for s in servers}),
             # Other work on a shared machine shows in the figures; this says how much there was.
             "load average (1, 5, 15 min) at the start": load_before,
             "load average at the end": _load_average(),
@@ -142,13 +179,62 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def _seed_all(names: Sequence[str], pristine: Path, n: int) -> None:
+def _chosen(options: argparse.Namespace) -> list[str]:
+    """The contenders to measure: those asked for, less those whose server does not answer.
+
+    Raises:
+        SystemExit: For an unknown name, or a server that does not answer when its stores were
+            asked for by name or for the docs.
+    """
+    explicit = options.stores is not None
+    names = [n.strip() for n in options.stores.split(",")] if explicit else list(CONTENDERS)
+    unknown = [name for name in names if name not in CONTENDERS]
+    if unknown:
+        raise SystemExit(
+            f"unknown store {', '.join(unknown)}; choose from {', '.join(CONTENDERS)}"
+        )
+    if options.no_servers:
+        names = [name for name in names if CONTENDERS[name].server is None]
+    for server in SERVERS.values():
+        on_it = [name for name in names if CONTENDERS[name].server is server]
+        if not on_it:
+            continue
+        url = str(getattr(options, f"{server.name}_url"))
+        reason = server.unavailable(url)
+        if reason is None:
+            continue
+        message = (
+            f"{server.title} at {mask_url(url)} does not answer ({' '.join(reason.split())}); "
+            f"{', '.join(on_it)} {'needs' if len(on_it) == 1 else 'need'} it"
+        )
+        if explicit or options.write_docs:
+            raise SystemExit(f"{message}. Start it, or leave them out (--no-servers).")
+        _log(f"{message}: left out of this run (--no-servers leaves them out silently)")
+        names = [name for name in names if name not in on_it]
+    if not names:
+        raise SystemExit("no store left to measure")
+    return names
+
+
+def _place(contender: Contender, label: str, token: str, urls: dict[str, str]) -> Place | None:
+    """Where on its server the store with *label* (the name of its folder) keeps its data;
+    None for a file store."""
+    server = contender.server
+    if server is None:
+        return None
+    return Place(server.name, urls[server.name], server.namespace(token, label))
+
+
+async def _seed_all(
+    names: Sequence[str], pristine: Path, n: int, token: str, urls: dict[str, str]
+) -> None:
     state = initial_state(n)
     bot = offline_bot()
     for name in names:
+        contender = CONTENDERS[name]
         folder = pristine / name
-        folder.mkdir(parents=True)
-        await CONTENDERS[name].seed(folder, state, bot)
+        contender.prepare(folder, _place(contender, f"{pristine.name}-{name}", token, urls))
+        await contender.seed(folder, state, bot)
 
 
 def _measure_in_child(spec: RunSpec) -> dict[str, Any]:
@@ -178,8 +264,9 @@ def _log(message: str) -> None:
 # -- the machine and the docs --------------------------------------------------------------------
 
 
-def machine(folder: Path) -> dict[str, str]:
-    """What the figures depend on: processor, memory, file system, versions."""
+def machine(folder: Path, servers: dict[str, str] | None = None) -> dict[str, str]:
+    """What the figures depend on: processor, memory, file system, versions, and the version
+    and durability settings of each server in *servers* (name to URL)."""
     info = {
         "processor": _proc_value("/proc/cpuinfo", "model name") or platform.processor(),
         "cores": str(os.cpu_count()),
@@ -195,6 +282,8 @@ def machine(folder: Path) -> dict[str, str]:
         info["python-telegram-bot"] = telegram.__version__
     except ImportError:
         info["python-telegram-bot"] = "not installed"
+    for name, url in (servers or {}).items():
+        info[SERVERS[name].title] = f"{SERVERS[name].describe(url)}, on {mask_url(url)}"
     return info
 
 

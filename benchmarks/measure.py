@@ -4,13 +4,15 @@ The run loads everything (cold load), runs the cycles for each K, flushes and cl
 per-cycle time, the longest stretch the event loop could not run, bytes written, flush time,
 file size and the process's peak resident memory. A process of its own per run keeps the peak
 memory of one store apart from the others' and makes every load a load by a fresh process (the
-files are in the operating system's cache, as they are after a restart).
+files are in the operating system's cache, as they are after a restart). A server store keeps
+its data on its server: bytes written and file size say nothing of it and are left out (None).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,7 +41,8 @@ class RunSpec:
 class CycleSample:
     seconds: float
     stall: float
-    written: int
+    #: None for a server store: its writes go to the server over a socket.
+    written: int | None
 
 
 @dataclass
@@ -50,7 +53,8 @@ class RunResult:
     cycles: dict[int, list[CycleSample]] = field(default_factory=dict)
     flush: float = 0.0
     full_write: float | None = None
-    size: int = 0
+    #: None for a server store, whose folder holds only the name of its place on the server.
+    size: int | None = 0
     peak_rss: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -124,6 +128,8 @@ async def measure(spec: RunSpec) -> RunResult:
     contender = CONTENDERS[spec.contender]
     folder = Path(spec.folder)
     bot = offline_bot()
+    for module in contender.server.modules if contender.server else ():
+        importlib.import_module(module)
 
     started = time.perf_counter()
     subject = contender.open(folder, bot)
@@ -160,7 +166,8 @@ async def measure(spec: RunSpec) -> RunResult:
             written = bytes_written() - written
             # A timer held back until the very end of the cycle runs now.
             await asyncio.sleep(0.005)
-            samples.append(CycleSample(seconds, monitor.longest, written))
+            on_server = contender.server is not None
+            samples.append(CycleSample(seconds, monitor.longest, None if on_server else written))
     monitor.stop()
 
     started = time.perf_counter()
@@ -168,6 +175,6 @@ async def measure(spec: RunSpec) -> RunResult:
     result.flush = time.perf_counter() - started
     result.full_write = subject.full_write()
     await subject.close()
-    result.size = folder_size(folder)
+    result.size = None if contender.server is not None else folder_size(folder)
     result.peak_rss = peak_rss()
     return result
