@@ -581,6 +581,35 @@ async def test_a_postgres_transaction_cut_mid_way_stores_nothing_and_is_retried(
     await persistence.close()
 
 
+@only("postgres")
+async def test_a_postgres_error_that_is_not_a_lost_connection_is_reported_as_it_is(
+    store_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from botstate import WriteError
+    from botstate.stores.postgres import PostgresPersistence
+
+    # The server gives up waiting for a lock after 200 ms: SQLSTATE 55P03, which no retry or
+    # reconnection can help; it must not read as "the server cannot be reached".
+    url = servers.POSTGRES_URL + "?options=-c%20lock_timeout%3D200"
+    persistence = PostgresPersistence(url, table=store_name, retries=3)
+    await persistence.get_user_data()
+    with psycopg.connect(servers.POSTGRES_URL, autocommit=True) as control:
+        lock = (f"{store_name}:", f"{store_name}:", "user_data:2")
+        slot_lock = "hashtext(%s), (hashtextextended(%s || %s, 0) & 255)::integer"
+        control.execute(f"SELECT pg_advisory_lock({slot_lock})", lock)
+        with caplog.at_level(logging.WARNING), pytest.raises(WriteError) as caught:
+            await persistence.update_user_data(2, {"u": 2})
+        control.execute(f"SELECT pg_advisory_unlock({slot_lock})", lock)
+    assert "lock timeout" in str(caught.value)
+    assert not isinstance(caught.value, StoreUnavailableError)
+    assert "trying again" not in caplog.text
+    await persistence.flush()  # the record is written with the next write
+    reader = servers.open_persistence("postgres", store_name)
+    assert await reader.get_user_data() == {2: {"u": 2}}
+    await reader.close()
+    await persistence.close()
+
+
 async def test_the_bots_own_asyncio_clients_are_accepted(server: str, store_name: str) -> None:
     """An asyncio client cannot serve the worker thread; its settings open botstate's own."""
     if server == "redis":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import pickle
 import sqlite3
 import stat
@@ -174,6 +175,32 @@ async def test_another_process_sees_every_committed_cycle(tmp_path: Path) -> Non
         )
         expected = sorted(c * 10 + n for c in range(cycle + 1) for n in range(3))
         assert result.stdout.strip() == str(expected)
+    await persistence.close()
+
+
+async def test_a_flush_that_fails_as_a_whole_logs_its_error_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "bot.db"
+    persistence = SQLitePersistence(path, lock_timeout=0.2, on_flush=True)
+    await persistence.update_user_data(0, {"v": 0})
+    await persistence.flush()
+    for user in range(1, 200):
+        await persistence.update_user_data(user, {"v": user})
+
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with caplog.at_level(logging.WARNING), pytest.raises(StoreLockedError):
+        await persistence.flush()
+    other.execute("ROLLBACK")
+    other.close()
+    # One error stopped all 199 records: it is raised, not logged 198 times more.
+    assert "also not stored" not in caplog.text
+
+    await persistence.flush()
+    reopened = SQLitePersistence(path)
+    assert len(await reopened.get_user_data()) == 200
+    await reopened.close()
     await persistence.close()
 
 

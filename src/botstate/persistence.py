@@ -805,7 +805,14 @@ def _replace_contents(target: object, source: object) -> bool:
 def _raise_first(results: Sequence[object]) -> None:
     """Raise the first exception among *results*; the others are logged by record name."""
     errors = [result for result in results if isinstance(result, BaseException)]
+    if not errors:
+        return
+    # A write that failed as a whole hands its one error to every record in it: each distinct
+    # error is logged once, with the number of records it stopped.
+    counts: dict[int, list[Any]] = {}
     for error in errors[1:]:
-        _log.warning("also not stored: %s", error)
-    if errors:
-        raise errors[0]
+        if error is not errors[0]:
+            counts.setdefault(id(error), [error, 0])[1] += 1
+    for error, count in counts.values():
+        _log.warning("also not stored%s: %s", f" ({count} records)" if count > 1 else "", error)
+    raise errors[0]

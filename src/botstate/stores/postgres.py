@@ -263,6 +263,13 @@ class PostgresStore(ServerStore):
             "authentication failed" in text or ("role" in text and "does not exist" in text)
         )
 
+    def _lost(self, exc: BaseException) -> bool:
+        # No SQLSTATE: the connection failed. Classes 08 (connection), 57 (server shutting
+        # down) and 40 (deadlock, serialization): trying again can help. Others, such as 53
+        # (out of memory or locks), are the server refusing the work: reported as they are.
+        state = getattr(exc, "sqlstate", None)
+        return state is None or state[:2] in ("08", "57", "40")
+
     def _probe(self) -> None:
         """Connect once without the pool, which would only say it timed out: a server that
         is down or refuses the login is then known at once, with libpq's reason."""

@@ -157,6 +157,11 @@ class ServerStore(RecordStore):
         """Whether *exc* says the server refused the login: trying again cannot help."""
         return False
 
+    def _lost(self, exc: BaseException) -> bool:
+        """Whether *exc*, one of :attr:`connection_errors`, means the connection failed (and
+        trying again may help) rather than that the server refused the work."""
+        return True
+
     def _retrying(self, what: str, operation: Callable[[], _T]) -> _T:
         """Run *operation*; when its connection fails, try again after a bounded backoff.
 
@@ -172,6 +177,8 @@ class ServerStore(RecordStore):
             try:
                 return operation()
             except self.connection_errors as exc:
+                if not self._lost(exc):
+                    raise
                 reason = self._scrub(exc)
                 if self._refused(exc):
                     raise StoreUnavailableError(
