@@ -585,9 +585,11 @@ class Floor(Subject):
         self.commit()
 
 
+# The table layout of botstate's SQLite store (a rowid table with a key index), so that the
+# floor differs from it in the work done, not in the layout.
 _SQLITE_SCHEMA = """CREATE TABLE IF NOT EXISTS records (
     kind TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (kind, key)
-) WITHOUT ROWID"""
+)"""
 _SQLITE_UPSERT = (
     "INSERT INTO records (kind, key, value) VALUES (?, ?, ?) "
     "ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value"

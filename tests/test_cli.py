@@ -277,7 +277,7 @@ def test_inspect_and_dump_show_records_for_people(tmp_path: Path) -> None:
     text = botstate("inspect", "bot.db", cwd=tmp_path)
     assert text.returncode == 0, text.stderr
     assert text.stdout.startswith(
-        "sqlite://bot.db\n  store       SQLite database, botstate format 2"
+        "sqlite://bot.db\n  store       SQLite database, botstate format 3"
     )
     assert "  user_data              2" in text.stdout
     assert "  total                  9" in text.stdout
@@ -320,6 +320,44 @@ def test_dump_names_the_store_and_record_it_cannot_read_and_shows_the_rest(
     assert [json.loads(line)["key"] for line in dumped.stdout.splitlines()] == [42]
 
 
+def test_inspect_lists_the_damaged_records_a_bot_set_aside(tmp_path: Path) -> None:
+    import sqlite3
+
+    fill(f"sqlite://{tmp_path}/bot.db")
+    with sqlite3.connect(tmp_path / "bot.db") as connection:
+        connection.execute(
+            "UPDATE botstate_records SET value = x'800599' WHERE kind = 'user_data' AND key = '7'"
+        )
+    connection.close()
+
+    async def bot_writes_user_7_again() -> None:
+        persistence = SQLitePersistence(tmp_path / "bot.db", on_corrupt="skip")
+        await persistence.get_user_data()
+        await persistence.update_user_data(7, {"fresh": True})
+        await persistence.close()
+
+    asyncio.run(bot_writes_user_7_again())
+    shown = botstate("inspect", "bot.db", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "set aside (damaged records a bot replaced" in shown.stdout
+    assert re.search(r"\n +3 B  user_data/7/\d+\.\d+\n", shown.stdout), shown.stdout
+    as_json = json.loads(botstate("inspect", "bot.db", "--json", cwd=tmp_path).stdout)
+    assert [entry["bytes"] for entry in as_json["set_aside"]] == [3]
+
+
+@pytest.mark.parametrize("destination", ["new.db", "new.pickle", "new.json"])
+def test_a_migration_from_an_unreadable_source_leaves_no_new_store_behind(
+    tmp_path: Path, destination: str
+) -> None:
+    whole = pickle.dumps({"user_data": {1: {"a": 1}}, "chat_data": {}, "bot_data": {}})
+    (tmp_path / "bad.pickle").write_bytes(whole[:-3])
+    (tmp_path / "kept.db").write_bytes(b"")
+    failed = botstate("migrate", "bad.pickle", destination, "--trust", cwd=tmp_path)
+    assert failed.returncode == 1
+    assert "bad.pickle cannot be decoded" in failed.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["bad.pickle", "kept.db"]
+
+
 def test_set_stores_new_records_and_reads_standard_input(tmp_path: Path) -> None:
     fill(f"sqlite://{tmp_path}/bot.db")
     new = botstate(
@@ -338,6 +376,10 @@ def test_set_stores_new_records_and_reads_standard_input(tmp_path: Path) -> None
         "set", "bot.db", "--kind", "bot_data", "--json", "-", cwd=tmp_path, stdin='{"signups": 0}'
     )
     assert piped.returncode == 0, piped.stderr
+    for kind, key, value in [("bot_data", [], "[1]"), ("user_data", ["--key", "5"], '"text"')]:
+        wrong = botstate("set", "bot.db", "--kind", kind, *key, "--json", value, cwd=tmp_path)
+        assert wrong.returncode == 2
+        assert f"{kind} records are JSON objects" in wrong.stderr
     again = botstate("delete", "bot.db", "--kind", "user_data", "--key", "5", cwd=tmp_path)
     assert again.returncode == 1
     assert again.stderr == (

@@ -316,3 +316,36 @@ def test_a_temporary_file_being_written_by_a_live_process_is_left_alone(tmp_path
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.parametrize("layout", ["single", "multi"])
+@pytest.mark.parametrize("thing", ["device", "pipe"])
+async def test_a_device_or_pipe_in_the_files_place_is_refused_at_once(
+    tmp_path: Path, layout: str, thing: str
+) -> None:
+    from botstate import JSONPersistence
+
+    path = tmp_path / "bot"
+    target = path if layout == "single" else tmp_path / "bot_user_data"
+    if thing == "device":
+        target.symlink_to("/dev/zero")  # reading it would never end
+    else:
+        os.mkfifo(target)  # opening it for reading would wait for a writer
+    for persistence_class in (PicklePersistence, JSONPersistence):
+        persistence = persistence_class(path, single_file=layout == "single")
+        with pytest.raises(CorruptDataError, match=r"it is not a regular file") as caught:
+            await persistence.get_user_data()
+        assert str(target) in str(caught.value)
+        with pytest.raises(CorruptDataError):
+            await persistence.update_user_data(1, {"a": 1})
+    assert target.is_symlink() if thing == "device" else stat.S_ISFIFO(target.lstat().st_mode)
+
+
+def test_the_command_line_names_a_folder_or_device_for_what_it_is(tmp_path: Path) -> None:
+    from botstate.urls import guess_url
+
+    (tmp_path / "folder.pickle").mkdir()
+    with pytest.raises(ValueError, match=r"folder\.pickle is a folder"):
+        guess_url(tmp_path / "folder.pickle")
+    with pytest.raises(ValueError, match=r"/dev/null is not a regular file"):
+        guess_url(Path("/dev/null"))

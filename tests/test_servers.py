@@ -499,6 +499,20 @@ async def test_a_refused_login_is_told_apart_from_a_server_that_is_down(
     await persistence.close()
 
 
+@only("redis")
+async def test_a_redis_database_the_server_does_not_have_is_a_clear_error(server: str) -> None:
+    from botstate import from_url
+
+    persistence = from_url("redis://:s3cret@127.0.0.1:6379/99999?prefix=" + "never-created")
+    with pytest.raises(StoreUnavailableError) as caught:
+        await persistence.get_user_data()
+    assert str(caught.value) == (
+        "redis://:***@127.0.0.1:6379/99999#never-created: connecting failed, the server "
+        "refused: DB index is out of range"
+    )
+    await persistence.close()
+
+
 @only("postgres")
 async def test_the_password_appears_nowhere_while_working(
     store_name: str, caplog: pytest.LogCaptureFixture

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import threading
+import zlib
 from pathlib import Path
 
 import pytest
@@ -323,26 +324,35 @@ async def test_a_damaged_value_is_found_by_its_checksum(tmp_path: Path) -> None:
     await skipping.close()
 
 
-async def test_a_format_1_database_is_upgraded_on_open(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
+def write_old_format(path: Path, version: int) -> None:
+    """A database as botstate format 1 (no crc column) or 2 wrote it: WITHOUT ROWID tables."""
+    crc_column = ", crc INTEGER" if version == 2 else ""
     with sqlite3.connect(path) as connection:
         connection.execute(
             "CREATE TABLE botstate_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID"
         )
         connection.execute(
             "CREATE TABLE botstate_records (kind TEXT NOT NULL, key TEXT NOT NULL, value BLOB "
-            "NOT NULL, version INTEGER NOT NULL, updated REAL NOT NULL, PRIMARY KEY (kind, key)) "
-            "WITHOUT ROWID"
+            f"NOT NULL, version INTEGER NOT NULL, updated REAL NOT NULL{crc_column}, "
+            "PRIMARY KEY (kind, key)) WITHOUT ROWID"
         )
         connection.executemany(
             "INSERT INTO botstate_meta VALUES (?, ?)",
-            [("format_version", "1"), ("codec", "pickle"), ("created", "0")],
+            [("format_version", str(version)), ("codec", "pickle"), ("created", "0")],
         )
-        connection.execute(
-            "INSERT INTO botstate_records VALUES ('user_data', '1', ?, 1, 0)",
-            (pickle.dumps({"old": True}),),
-        )
+        value = pickle.dumps({"old": True})
+        row = ("user_data", "1", value, 1, 0)
+        if version == 2:
+            row += (zlib.crc32(value, zlib.crc32(b"user_data\x001\x00")),)
+        marks = ", ".join("?" * len(row))
+        connection.execute(f"INSERT INTO botstate_records VALUES ({marks})", row)
     connection.close()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_an_older_format_is_upgraded_on_open(tmp_path: Path, version: int) -> None:
+    path = tmp_path / "old.db"
+    write_old_format(path, version)
 
     persistence = SQLitePersistence(path)
     assert await persistence.get_user_data() == {1: {"old": True}}
@@ -351,7 +361,19 @@ async def test_a_format_1_database_is_upgraded_on_open(tmp_path: Path) -> None:
     with sqlite3.connect(path) as connection:
         stamp = dict(connection.execute("SELECT name, value FROM botstate_meta"))
         crcs = [crc for (crc,) in connection.execute("SELECT crc FROM botstate_records")]
+        (schema,) = connection.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'botstate_records'"
+        ).fetchone()
+        tables = [name for (name,) in connection.execute("SELECT name FROM sqlite_master")]
     connection.close()
-    assert stamp["format_version"] == str(FORMAT_VERSION)
+    assert stamp["format_version"] == str(FORMAT_VERSION) == "3"
     assert len(crcs) == 2
     assert None not in crcs
+    assert "WITHOUT ROWID" not in schema
+    assert "botstate_records_old" not in tables
+    # The stored checksums are the ones format 3 checks: a damaged value is still found.
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE botstate_records SET value = ? WHERE key = '1'", (b"x",))
+    connection.close()
+    with pytest.raises(CorruptDataError, match=r"user_data\[1\]"):
+        await SQLitePersistence(path).get_user_data()

@@ -21,8 +21,10 @@ either; the tools then cannot tell.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -77,9 +79,13 @@ class FileLocks:
         deadline = time.monotonic() + self.wait
         while True:
             try:
-                descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                # Not blocking: opening a pipe put in the file's place would wait for a writer.
+                descriptor = os.open(
+                    path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+                )
             except FileNotFoundError:
                 return None
+            _refuse_unless_regular(descriptor)
             if _try_lock(descriptor, self.exclusive, path):
                 # The file may have been replaced between opening and locking: lock the new one.
                 if _same_file(descriptor, path):
@@ -147,6 +153,18 @@ def in_use(paths: list[Path]) -> bool | None:
         finally:
             os.close(descriptor)
     return False
+
+
+def _refuse_unless_regular(descriptor: int) -> None:
+    """Close *descriptor* and raise ``OSError`` unless it is open on a regular file: reading a
+    device (``/dev/zero``) would never end, and a folder or pipe holds no store."""
+    mode = os.fstat(descriptor).st_mode
+    if stat.S_ISREG(mode):
+        return
+    os.close(descriptor)
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "it is a folder, not a file")
+    raise OSError(errno.EINVAL, "it is not a regular file (a device, pipe or socket)")
 
 
 def read_all(descriptor: int) -> bytes:

@@ -14,6 +14,7 @@ URLs are masked in all output. Output to a pipe has no colour and no progress ba
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ import click
 from botstate.codecs import JSONCodec
 from botstate.errors import BotStateError, CorruptDataError, EncodingError, UnsafeDataError
 from botstate.kinds import KINDS, SINGLE_KINDS, Kind, describe
+from botstate.migrate import MigrationError
 from botstate.migrate import migrate as copy_store
 from botstate.tools import (
     STORED_BOT,
@@ -46,7 +48,7 @@ from botstate.tools import (
     set_record,
     summarize,
 )
-from botstate.urls import mask_url
+from botstate.urls import mask_url, url_path
 
 __all__ = ["main"]
 
@@ -163,6 +165,14 @@ def inspect(
             _echo(f"  {_red('unreadable keys')} ('botstate check' shows why)")
             for name in summary.unreadable_keys:
                 _echo(f"    {name}")
+        if summary.set_aside:
+            _echo("")
+            _echo(
+                f"  {_red('set aside')} (damaged records a bot replaced; their bytes are kept "
+                "under kind 'damaged', as <kind>/<key>/<unix time>)"
+            )
+            for key, size in summary.set_aside:
+                _echo(f"    {_size(size):>10}  {key}")
     return 0
 
 
@@ -314,7 +324,8 @@ def check(url: str, allow: tuple[str, ...], trust: bool, debug: bool) -> int:
         finally:
             opened.close()
         outcome = f"{failed} failed" if failed else "all decode"
-        _echo(f"checked {checked} records in {opened.url}: {outcome}")
+        noun = "record" if checked == 1 else "records"
+        _echo(f"checked {checked} {noun} in {opened.url}: {outcome}")
     return 1 if failed else 0
 
 
@@ -380,7 +391,9 @@ def migrate(
                     "records it writes from now on are not copied",
                     err=True,
                 )
+            before = _files_of(destination)
             target = open_store(destination, mode="create", trust=trust, allow=allow)
+            untouched = True
             try:
                 total = sum(count_records(origin, chosen).values())
                 with _progress(total, "copying") as advance:
@@ -392,8 +405,17 @@ def migrate(
                         allow=allow,
                         progress=advance,
                     )
+                untouched = False
+            except MigrationError:
+                untouched = False  # it says what the destination holds now
+                raise
             finally:
                 target.close()
+                if untouched:
+                    # A migration that failed before writing anything (a source it could not
+                    # read) leaves no new, empty store behind that looks like its result.
+                    for created in _files_of(destination) - before:
+                        created.unlink(missing_ok=True)
         finally:
             origin.close()
         per_kind = ", ".join(f"{count} {kind}" for kind, count in done.copied.items() if count)
@@ -410,6 +432,21 @@ def migrate(
             "(count and content digests match)"
         )
     return 0
+
+
+def _files_of(url: str) -> set[Path]:
+    """The files a file store's URL or path names (``bot.db`` and ``bot.db-wal``, the files
+    of the one-file-per-kind layout...); none for a server store."""
+    parts = urllib.parse.urlsplit(url)
+    if "://" not in url:
+        path = Path(url)
+    elif parts.scheme in ("sqlite", "pickle", "json"):
+        path = url_path(parts)
+    else:
+        return set()
+    if not path.parent.is_dir():
+        return set()
+    return set(path.parent.glob(glob.escape(path.name) + "*"))
 
 
 def _kinds(given: Sequence[str]) -> list[Kind]:

@@ -681,7 +681,7 @@ class Persistence(BasePersistence[UD, CD, BD], Generic[UD, CD, BD]):
         where = what + (path or "")
         problem = f"it encodes but does not load back ({exc})" if round_trip else str(exc)
         error = EncodingError(
-            f"cannot store {where}: {problem}; the previously stored {what} is kept",
+            f"cannot store {where}: {problem}; what was stored as {what} before is kept",
             kind=update.kind,
             key=update.key,
             path=path,

@@ -30,7 +30,7 @@ import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from botstate._locks import in_use
 from botstate.codecs import Codec, JSONCodec, PickleCodec, safe_codec
@@ -45,7 +45,7 @@ from botstate.kinds import (
     key_from_text,
     key_to_text,
 )
-from botstate.stores.base import INCOMPLETE, Change, RecordStore, Store
+from botstate.stores.base import DAMAGED_KIND, INCOMPLETE, Change, RecordStore, Store
 from botstate.stores.files import SnapshotFileStore
 from botstate.stores.server import ServerStore
 from botstate.stores.sqlite import SQLiteStore
@@ -413,6 +413,13 @@ def _exists(opened: Opened, kind: Kind, key: RecordKey) -> bool:
 
 def _check_value(kind: Kind, value: object) -> None:
     """Refuse values the frameworks could not load back as a record of *kind*."""
+    if kind in ("user_data", "chat_data", "bot_data") and not isinstance(value, dict):
+        # python-telegram-bot's own data classes are dicts; a bot with another class for them
+        # writes that class, which JSON cannot give.
+        raise ToolUsageError(
+            f"{kind} records are JSON objects ({{...}}), got {type(value).__name__}: "
+            "python-telegram-bot refuses anything else when it loads them"
+        )
     if kind == "callback_data" and not (isinstance(value, (list, tuple)) and len(value) == 2):
         raise ToolUsageError(
             "callback_data is a pair [keyboards, queries]; see 'botstate dump --kind "
@@ -454,6 +461,8 @@ class Summary:
     handlers: dict[str, int] = field(default_factory=dict)
     largest: list[tuple[str, int]] = field(default_factory=list)
     unreadable_keys: list[str] = field(default_factory=list)
+    #: Bytes of damaged records a bot replaced (``on_corrupt="skip"``): key and size.
+    set_aside: list[tuple[str, int]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         """The summary as plain JSON data."""
@@ -470,6 +479,7 @@ class Summary:
             "conversations": self.handlers,
             "largest": [{"record": name, "bytes": size} for name, size in self.largest],
             "unreadable_keys": self.unreadable_keys,
+            "set_aside": [{"key": key, "bytes": size} for key, size in self.set_aside],
         }
 
 
@@ -514,6 +524,9 @@ def summarize(opened: Opened, largest: int = 5, in_use: bool | None = None) -> S
         sizes.append((record.size, record.name))
     sizes.sort(key=lambda item: -item[0])
     summary.largest = [(name, size) for size, name in sizes[:largest]]
+    if isinstance(store, RecordStore):
+        aside = store.rows(cast("Kind", DAMAGED_KIND))
+        summary.set_aside = [(row.key, len(row.data)) for row in aside]
     return summary
 
 

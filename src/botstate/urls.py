@@ -105,8 +105,7 @@ def guess_url(path: Path, *, new: bool = False) -> str:
         ValueError: When nothing at *path* looks like a store botstate knows.
     """
     if path.is_file():
-        with path.open("rb") as file:
-            head = file.read(16)
+        head = _head(path, 16)
         if head.startswith(b"SQLite format 3\x00"):
             return f"sqlite://{path}"
         if head[:1] == b"\x80":
@@ -120,12 +119,25 @@ def guess_url(path: Path, *, new: bool = False) -> str:
     files = [Path(f"{path}_{kind}") for kind in KINDS if Path(f"{path}_{kind}").is_file()]
     if files:
         # A JSON file of a kind without data may hold just null; any other starts with {.
-        heads = {file.read_bytes()[:1] for file in files}
+        heads = {_head(file, 1) for file in files}
         scheme = "json" if b"{" in heads and "json" in SCHEMES else "pickle"
         return f"{scheme}://{path}?single_file=false"
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a store botstate recognises")
+    if path.exists():
+        raise ValueError(f"{path} is not a regular file (a device, pipe or socket)")
     if new and path.suffix.lower() in NEW_FILE_SCHEMES:
         return f"{NEW_FILE_SCHEMES[path.suffix.lower()]}://{path}"
     raise ValueError(f"{path} does not exist; give a URL such as sqlite:///path/bot.db")
+
+
+def _head(path: Path, size: int) -> bytes:
+    """The first *size* bytes of *path*; an unreadable file is a ``ValueError`` naming it."""
+    try:
+        with path.open("rb") as file:
+            return file.read(size)
+    except OSError as exc:
+        raise ValueError(f"{path} cannot be read: {exc.strerror or exc}") from exc
 
 
 def mask_url(url: str) -> str:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, Final, cast
 
@@ -41,6 +41,7 @@ from redis.retry import Retry
 
 from botstate.base import BD, CD, UD, PersistenceInput
 from botstate.codecs import Codec, get_codec
+from botstate.errors import StoreUnavailableError
 from botstate.kinds import Kind
 from botstate.persistence import Persistence
 from botstate.stores.base import Delete, OnConflict, OnCorrupt, Row, Written
@@ -208,11 +209,21 @@ class RedisStore(ServerStore):
                 pipe.hgetall(meta_key)
                 return dict(pipe.execute()[-1])
 
-        meta = self._retrying("connecting", stamp_and_read)
+        meta = self._stamp("connecting", stamp_and_read)
         self.check_stamp({k.decode(): v.decode() for k, v in meta.items()}, FORMAT_VERSION)
         _log.info(
             "opened %s (format %d, codec %s)", self.location, FORMAT_VERSION, self.codec.name
         )
+
+    def _stamp(self, what: str, operation: Callable[[], dict[bytes, bytes]]) -> dict[bytes, bytes]:
+        """Run the first operation on the server: one it answers with a refusal (a database
+        number it does not have, a user not allowed these commands) opens no store."""
+        try:
+            return self._retrying(what, operation)
+        except redis.ResponseError as exc:
+            raise StoreUnavailableError(
+                f"{self.location}: {what} failed, the server refused: {self._scrub(exc)}"
+            ) from None
 
     def close(self) -> None:
         if self._own_client:
@@ -293,7 +304,7 @@ class RedisStore(ServerStore):
         def read() -> dict[bytes, bytes]:
             return self._client.hgetall(f"{self.prefix}:meta")  # type: ignore[return-value]
 
-        meta = self._retrying("reading the stamp", read)
+        meta = self._stamp("reading the stamp", read)
         return {k.decode(): v.decode() for k, v in meta.items()} or None
 
     def write_meta(self, entries: Mapping[str, str | None]) -> None:

@@ -53,8 +53,10 @@ __all__ = ["FORMAT_VERSION", "SQLitePersistence", "SQLiteStore"]
 _log = logging.getLogger(__name__)
 
 #: The version of the table layout this release writes and reads. Format 2 added the ``crc``
-#: column; a format 1 database is upgraded when it is opened.
-FORMAT_VERSION: Final = 2
+#: column; format 3 keeps records in a table with rowids (formats 1 and 2 used one ``WITHOUT
+#: ROWID``, which stores records of a kilobyte and more several times over in size and
+#: write cost). An older database is upgraded when it is opened.
+FORMAT_VERSION: Final = 3
 
 Synchronous = Literal["NORMAL", "FULL"]
 
@@ -65,6 +67,8 @@ _SCHEMA = (
         name TEXT PRIMARY KEY,
         value TEXT NOT NULL
     ) WITHOUT ROWID""",
+    # Records are often a kilobyte or more: a rowid table keeps them beside a small key index
+    # (a WITHOUT ROWID table fits such rows badly in its pages).
     """CREATE TABLE IF NOT EXISTS botstate_records (
         kind TEXT NOT NULL,
         key TEXT NOT NULL,
@@ -73,7 +77,7 @@ _SCHEMA = (
         updated REAL NOT NULL,
         crc INTEGER,
         PRIMARY KEY (kind, key)
-    ) WITHOUT ROWID""",
+    )""",
 )
 
 _UPSERT = """
@@ -225,8 +229,8 @@ class SQLiteStore(RecordStore):
                     "INSERT INTO botstate_meta (name, value) VALUES (?, ?)",
                     [*meta.items(), ("created", f"{time.time():.3f}")],
                 )
-            elif meta.get("format_version") == "1":
-                meta = self._upgrade_from_format_1(connection, meta)
+            elif meta.get("format_version") in ("1", "2"):
+                meta = self._upgrade(connection, meta)
             connection.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -234,18 +238,30 @@ class SQLiteStore(RecordStore):
             raise
         return meta
 
-    def _upgrade_from_format_1(
-        self, connection: sqlite3.Connection, meta: dict[str, str]
-    ) -> dict[str, str]:
-        """Add format 2's checksum column and fill it, in the opening transaction."""
-        connection.execute("ALTER TABLE botstate_records ADD COLUMN crc INTEGER")
-        connection.create_function("botstate_crc", 3, _crc, deterministic=True)
-        connection.execute("UPDATE botstate_records SET crc = botstate_crc(kind, key, value)")
+    def _upgrade(self, connection: sqlite3.Connection, meta: dict[str, str]) -> dict[str, str]:
+        """Bring a format 1 or 2 database to the current format, in the opening transaction:
+        a killed upgrade leaves the old format whole, and the next opening upgrades it.
+
+        Format 1 lacks the ``crc`` column (it is computed from the stored bytes); both keep
+        their records in a ``WITHOUT ROWID`` table, copied here into a table with rowids.
+        """
+        old = meta["format_version"]
+        crc = "crc"
+        if old == "1":
+            connection.create_function("botstate_crc", 3, _crc, deterministic=True)
+            crc = "botstate_crc(kind, key, value)"
+        connection.execute("ALTER TABLE botstate_records RENAME TO botstate_records_old")
+        connection.execute(_SCHEMA[1])
+        connection.execute(
+            "INSERT INTO botstate_records (kind, key, value, version, updated, crc) "
+            f"SELECT kind, key, value, version, updated, {crc} FROM botstate_records_old"
+        )
+        connection.execute("DROP TABLE botstate_records_old")
         connection.execute(
             "UPDATE botstate_meta SET value = ? WHERE name = 'format_version'",
             (str(FORMAT_VERSION),),
         )
-        _log.info("%s: upgraded from botstate format 1 to %d", self.path, FORMAT_VERSION)
+        _log.info("%s: upgraded from botstate format %s to %d", self.path, old, FORMAT_VERSION)
         return {**meta, "format_version": str(FORMAT_VERSION)}
 
     def _check_kinds(self, connection: sqlite3.Connection) -> None:
