@@ -107,7 +107,7 @@ FROM checked
 _UPSERT = """
 WITH input AS (
     SELECT * FROM unnest(
-        %(kinds)s::text[], %(keys)s::text[], %(values)s::bytea[], %(bases)s::bigint[],
+        %(kinds)s::text[], %(keys)s::text[], %(values)b::bytea[], %(bases)s::bigint[],
         %(strict)s::boolean[], %(ttls)s::double precision[], %(groups)s::text[]
     ) AS i(kind, key, value, base, strict, ttl, grp)
 ), checked AS (
