@@ -14,6 +14,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -554,6 +555,40 @@ def test_migrate_refuses_a_non_empty_destination_unless_told(tmp_path: Path) -> 
     itself = botstate("migrate", "a.db", f"sqlite://{tmp_path}/a.db", "--merge", cwd=tmp_path)
     assert itself.returncode == 2
     assert "is both the source and the destination" in itself.stderr
+
+
+@pytest.mark.parametrize("command", ["inspect", "check", "dump"])
+def test_a_pipe_named_by_url_is_refused_not_waited_on(tmp_path: Path, command: str) -> None:
+    os.mkfifo(tmp_path / "fifo.pickle")
+    started = time.monotonic()
+    refused = botstate(command, "pickle://fifo.pickle", cwd=tmp_path)
+    assert refused.returncode == 1
+    shown = refused.stdout + refused.stderr
+    assert "fifo.pickle cannot be read: it is not a regular file" in shown
+    assert time.monotonic() - started < 60  # the helper's own timeout is 120 s
+
+
+@pytest.mark.parametrize("server", ["redis", "postgres"])
+def test_one_server_store_named_two_ways_is_not_migrated_onto_itself(
+    tmp_path: Path, server: str
+) -> None:
+    servers.require(server)
+    name = servers.unique_name(server)
+    if server == "redis":
+        first = f"redis://127.0.0.1:6379/0?prefix={name}"
+        second = f"redis://127.0.0.1/0?prefix={name}"  # the default port left out
+    else:
+        first = f"postgresql://127.0.0.1:5432/test?table={name}"
+        second = f"postgresql://127.0.0.1/test?table={name}"
+    try:
+        fill(first)
+        before = contents(first)
+        again = botstate("migrate", first, second, "--overwrite", cwd=tmp_path)
+        assert again.returncode == 2, again.stdout
+        assert "is both the source and the destination" in again.stderr
+        assert contents(first) == before
+    finally:
+        servers.remove(server, name)
 
 
 def test_migrate_to_a_new_file_named_by_its_ending(tmp_path: Path) -> None:

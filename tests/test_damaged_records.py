@@ -63,3 +63,23 @@ async def skipped_record_is_set_aside(
     # A second write of the same record sets nothing more aside.
     await persistence.update_user_data(3, {"n": "newer"})
     assert len(await persistence._call(lambda: list(store.rows(DAMAGED_KIND)))) == 1  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("store_name", ["redis", "postgres", "redis-json", "postgres-json"])
+@pytest.mark.parametrize("on_conflict", ["raise", "keep"])
+async def test_a_skipped_server_record_is_replaced_without_a_conflict(
+    store_name: str, on_conflict: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with store_factory(store_name, tmp_path) as stores:
+        await damage_user_3(stores)
+        persistence = stores.open(on_corrupt="skip", on_conflict=on_conflict)
+        assert await persistence.get_user_data() == {1: {"n": 1}}
+        with caplog.at_level(logging.WARNING):
+            await persistence.update_user_data(3, {"n": "new"})
+            await persistence.update_user_data(3, {"n": "newer"})
+        assert "replaced by another process" not in caplog.text
+        store = persistence.store
+        assert isinstance(store, RecordStore)
+        aside = await persistence._call(lambda: list(store.rows(DAMAGED_KIND)))  # type: ignore[arg-type]
+        assert [row.data for row in aside] == [GARBAGE]
+        assert await stores.open().get_user_data() == {1: {"n": 1}, 3: {"n": "newer"}}

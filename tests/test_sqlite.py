@@ -365,7 +365,9 @@ async def test_an_older_format_is_upgraded_on_open(tmp_path: Path, version: int)
             "SELECT sql FROM sqlite_master WHERE name = 'botstate_records'"
         ).fetchone()
         tables = [name for (name,) in connection.execute("SELECT name FROM sqlite_master")]
+        (free_pages,) = connection.execute("PRAGMA freelist_count").fetchone()
     connection.close()
+    assert free_pages == 0  # the old table's pages were given back
     assert stamp["format_version"] == str(FORMAT_VERSION) == "3"
     assert len(crcs) == 2
     assert None not in crcs

@@ -79,10 +79,7 @@ class FileLocks:
         deadline = time.monotonic() + self.wait
         while True:
             try:
-                # Not blocking: opening a pipe put in the file's place would wait for a writer.
-                descriptor = os.open(
-                    path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
-                )
+                descriptor = os.open(path, _READ_FLAGS)
             except FileNotFoundError:
                 return None
             _refuse_unless_regular(descriptor)
@@ -139,7 +136,7 @@ def in_use(paths: list[Path]) -> bool | None:
         return None
     for path in paths:
         try:
-            descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            descriptor = os.open(path, _READ_FLAGS)
         except FileNotFoundError:
             continue
         except OSError:
@@ -153,6 +150,10 @@ def in_use(paths: list[Path]) -> bool | None:
         finally:
             os.close(descriptor)
     return False
+
+
+#: Opening to read or lock never blocks: a pipe put in a file's place would wait for a writer.
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
 def _refuse_unless_regular(descriptor: int) -> None:
@@ -213,7 +214,7 @@ def try_remove_unused(path: Path) -> bool:
     A process killed while writing a temporary file no longer holds its lock.
     """
     try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        descriptor = os.open(path, _READ_FLAGS)
     except FileNotFoundError:
         return False
     try:

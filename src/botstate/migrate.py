@@ -113,7 +113,7 @@ def migrate(
         MigrationError: When the copy failed or does not match the source; the message says
             whether the destination is untouched or marked incomplete.
     """
-    if source.identity == destination.identity:
+    if source.identity == destination.identity or _same_stamp(source, destination):
         raise ToolUsageError(f"{source.url} is both the source and the destination")
     existing = count_records(destination, kinds)
     note = destination.incomplete()
@@ -150,6 +150,19 @@ def migrate(
         "copied %d records from %s to %s", sum(run.copied.values()), source.url, destination.url
     )
     return Migration(run.copied, len(deletions), kept)
+
+
+def _same_stamp(source: Opened, destination: Opened) -> bool:
+    """Whether two stores hold the same creation stamp: one store named two ways (a server's
+    host written as a name and as an address, a default port left out), which an overwrite
+    would empty."""
+    stamps = []
+    for opened in (source, destination):
+        if not isinstance(opened.store, RecordStore):
+            return False
+        stamps.append(opened.store.read_meta() or {})
+    created = stamps[0].get("created")
+    return created is not None and created == stamps[1].get("created")
 
 
 class _Run:

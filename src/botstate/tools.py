@@ -504,7 +504,8 @@ def summarize(opened: Opened, largest: int = 5, in_use: bool | None = None) -> S
         files = opened.files()
         summary.last_write = max((path.stat().st_mtime for path in files), default=None)
         head = b""
-        if files and store.codec.name == "pickle":
+        # Only a regular file: opening a pipe would wait; loading the records below says why.
+        if files and files[0].is_file() and store.codec.name == "pickle":
             with contextlib.suppress(OSError), files[0].open("rb") as file:
                 head = file.read(2)
             if len(head) == 2 and head[0] == 0x80:

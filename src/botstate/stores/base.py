@@ -448,13 +448,19 @@ class RecordStore(Store):
         upserts = []
         deletes = []
         keys: dict[tuple[Kind, str], RecordKey] = {}
+        skipped = set(self.skipped)
         for change in changes:
             text = key_to_text(change.kind, change.key)
             keys[(change.kind, text)] = change.key
+            base, strict = change.base, change.strict
+            if (change.kind, text) in skipped:
+                # A record that could not be read is replaced on purpose (its bytes are set
+                # aside below): whatever version it has is not a conflict.
+                base, strict = None, False
             if change.data is None:
-                deletes.append(Delete(change.kind, text, change.base, change.strict))
+                deletes.append(Delete(change.kind, text, base, strict))
             else:
-                upserts.append(Row(change.kind, text, change.data, 0, change.base, change.strict))
+                upserts.append(Row(change.kind, text, change.data, 0, base, strict))
         set_aside = self._set_aside_damaged(keys)
         written = self.write_rows(upserts + set_aside, deletes)
         for row in set_aside:

@@ -229,13 +229,21 @@ class SQLiteStore(RecordStore):
                     "INSERT INTO botstate_meta (name, value) VALUES (?, ?)",
                     [*meta.items(), ("created", f"{time.time():.3f}")],
                 )
-            elif meta.get("format_version") in ("1", "2"):
+            upgraded = meta.get("format_version") in ("1", "2")
+            if upgraded:
                 meta = self._upgrade(connection, meta)
             connection.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 connection.execute("ROLLBACK")
             raise
+        if upgraded:
+            # The old table's pages are free now: give them back, so the file does not stay
+            # twice its size. Another process reading at this moment only defers that.
+            try:
+                connection.execute("VACUUM")
+            except sqlite3.OperationalError as exc:
+                _log.info("%s: not compacted after the upgrade (%s)", self.path, exc)
         return meta
 
     def _upgrade(self, connection: sqlite3.Connection, meta: dict[str, str]) -> dict[str, str]:
