@@ -381,6 +381,19 @@ def test_set_stores_new_records_and_reads_standard_input(tmp_path: Path) -> None
         wrong = botstate("set", "bot.db", "--kind", kind, *key, "--json", value, cwd=tmp_path)
         assert wrong.returncode == 2
         assert f"{kind} records are JSON objects" in wrong.stderr
+    state = botstate(
+        "set",
+        "bot.db",
+        "--kind",
+        "conversations",
+        "--key",
+        '["signup",[9,9]]',
+        "--json",
+        "{}",
+        cwd=tmp_path,
+    )
+    assert state.returncode == 2
+    assert "a conversation state is a number, text or another hashable value" in state.stderr
     again = botstate("delete", "bot.db", "--kind", "user_data", "--key", "5", cwd=tmp_path)
     assert again.returncode == 1
     assert again.stderr == (

@@ -513,6 +513,24 @@ async def test_a_redis_database_the_server_does_not_have_is_a_clear_error(server
     await persistence.close()
 
 
+async def test_an_option_the_driver_does_not_take_is_a_clear_error(server: str) -> None:
+    from botstate import from_url
+
+    if server == "redis":
+        url = "redis://:s3cret@127.0.0.1:6379/0?prefix=never-made&bogus=1"
+        expected = "the URL holds an option redis-py does not take"
+    else:
+        url = "postgresql://postgres:s3cret@127.0.0.1:5432/test?table=never_made&bogus=1"
+        expected = "the URL is not one libpq accepts"
+    persistence = from_url(url)
+    with pytest.raises(StoreUnavailableError) as caught:
+        await persistence.get_user_data()
+    assert expected in str(caught.value)
+    assert "bogus" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+    await persistence.close()
+
+
 @only("postgres")
 async def test_the_password_appears_nowhere_while_working(
     store_name: str, caplog: pytest.LogCaptureFixture

@@ -420,6 +420,15 @@ def _check_value(kind: Kind, value: object) -> None:
             f"{kind} records are JSON objects ({{...}}), got {type(value).__name__}: "
             "python-telegram-bot refuses anything else when it loads them"
         )
+    if kind == "conversations":
+        try:
+            hash(value)
+        except TypeError:
+            # python-telegram-bot looks states up in a dict: a list or object cannot be one.
+            raise ToolUsageError(
+                f"a conversation state is a number, text or another hashable value, got "
+                f"{type(value).__name__}"
+            ) from None
     if kind == "callback_data" and not (isinstance(value, (list, tuple)) and len(value) == 2):
         raise ToolUsageError(
             "callback_data is a pair [keyboards, queries]; see 'botstate dump --kind "

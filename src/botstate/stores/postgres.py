@@ -30,6 +30,7 @@ from psycopg import sql
 
 from botstate.base import BD, CD, UD, PersistenceInput
 from botstate.codecs import Codec, get_codec
+from botstate.errors import StoreUnavailableError
 from botstate.kinds import Kind
 from botstate.persistence import Persistence
 from botstate.stores.base import Delete, OnConflict, OnCorrupt, Row, Written
@@ -274,7 +275,13 @@ class PostgresStore(ServerStore):
     def _probe(self) -> None:
         """Connect once without the pool, which would only say it timed out: a server that
         is down or refuses the login is then known at once, with libpq's reason."""
-        psycopg.connect(self._dsn, connect_timeout=max(1, round(self.timeout))).close()
+        try:
+            psycopg.connect(self._dsn, connect_timeout=max(1, round(self.timeout))).close()
+        except psycopg.ProgrammingError as exc:
+            # libpq refuses the connection string itself (an option it does not know).
+            raise StoreUnavailableError(
+                f"{self.location}: the URL is not one libpq accepts ({self._scrub(exc)})"
+            ) from None
 
     def open(self) -> None:
         try:

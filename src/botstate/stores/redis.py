@@ -241,6 +241,12 @@ class RedisStore(ServerStore):
             raise StoreUnavailableError(
                 f"{self.location}: {what} failed, the server refused: {self._scrub(exc)}"
             ) from None
+        except TypeError as exc:
+            # redis-py hands the URL's query to its connections as keywords.
+            raise StoreUnavailableError(
+                f"{self.location}: the URL holds an option redis-py does not take "
+                f"({self._scrub(exc)})"
+            ) from None
 
     def close(self) -> None:
         if self._own_client:
