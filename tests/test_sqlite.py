@@ -379,3 +379,15 @@ async def test_an_older_format_is_upgraded_on_open(tmp_path: Path, version: int)
     connection.close()
     with pytest.raises(CorruptDataError, match=r"user_data\[1\]"):
         await SQLitePersistence(path).get_user_data()
+
+
+async def test_a_stamp_without_its_codec_is_refused_before_any_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    write_old_format(path, 2)
+    with sqlite3.connect(path) as connection:
+        connection.execute("DELETE FROM botstate_meta WHERE name = 'codec'")
+    connection.close()
+    before = path.read_bytes()
+    with pytest.raises(CorruptDataError, match=r"old\.db: the botstate_meta table has no codec"):
+        await SQLitePersistence(path).get_user_data()
+    assert path.read_bytes() == before

@@ -220,7 +220,12 @@ def _open(opened: Opened, mode: Mode, trust: bool, allow: Iterable[AllowEntry]) 
             )
     elif mode != "create" and not opened.files() and opened.incomplete() is None:
         raise ToolUsageError(f"{opened.url}: no such file")
-    format_name = opened.meta["codec"] if opened.meta else store.codec.name
+    format_name = opened.meta.get("codec") if opened.meta else store.codec.name
+    if format_name is None:
+        raise CorruptDataError(
+            f"{opened.url}: its botstate stamp names no codec; botstate leaves it as it is",
+            location=opened.url,
+        )
     store.codec = tool_codec(format_name, trust=trust, allow=allow)
 
     # A store to change is locked first: refused at once while a bot has it open.

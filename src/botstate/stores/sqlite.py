@@ -204,6 +204,7 @@ class SQLiteStore(RecordStore):
         # Look before changing anything: switching to WAL rewrites the file's header.
         self._check_tables(connection)
         self._check_integrity(connection)
+        self._check_codec_stamp(connection)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(f"PRAGMA synchronous={self.synchronous}")
         connection.execute("BEGIN IMMEDIATE")
@@ -271,6 +272,22 @@ class SQLiteStore(RecordStore):
         )
         _log.info("%s: upgraded from botstate format %s to %d", self.path, old, FORMAT_VERSION)
         return {**meta, "format_version": str(FORMAT_VERSION)}
+
+    def _check_codec_stamp(self, connection: sqlite3.Connection) -> None:
+        """Refuse, before anything is written (an upgrade, the journal mode), a stamp that
+        lost its codec: its records could not be read with certainty."""
+        exists = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'botstate_meta'"
+        ).fetchone()
+        if exists is None:
+            return
+        names = {name for (name,) in connection.execute("SELECT name FROM botstate_meta")}
+        if names and "codec" not in names:
+            raise CorruptDataError(
+                f"{self.path}: the botstate_meta table has no codec stamp, so its records "
+                "cannot be read with certainty; botstate leaves the file as it is",
+                location=str(self.path),
+            )
 
     def _check_kinds(self, connection: sqlite3.Connection) -> None:
         """Refuse rows of a kind botstate does not know.
