@@ -361,17 +361,12 @@ def test_a_migration_from_an_unreadable_source_leaves_no_new_store_behind(
 
 def test_set_stores_new_records_and_reads_standard_input(tmp_path: Path) -> None:
     fill(f"sqlite://{tmp_path}/bot.db")
-    new = botstate(
-        "set",
-        "bot.db",
-        "--kind",
-        "conversations",
-        "--key",
-        '["signup",[9,9]]',
-        "--json",
-        "3",
-        cwd=tmp_path,
-    )
+
+    def set_state(value: str) -> subprocess.CompletedProcess[str]:
+        conversation = ["--kind", "conversations", "--key", '["signup",[9,9]]']
+        return botstate("set", "bot.db", *conversation, "--json", value, cwd=tmp_path)
+
+    new = set_state("3")
     assert new.stdout.strip() == "stored new conversations['signup'][(9, 9)] in sqlite://bot.db"
     piped = botstate(
         "set", "bot.db", "--kind", "bot_data", "--json", "-", cwd=tmp_path, stdin='{"signups": 0}'
@@ -381,17 +376,7 @@ def test_set_stores_new_records_and_reads_standard_input(tmp_path: Path) -> None
         wrong = botstate("set", "bot.db", "--kind", kind, *key, "--json", value, cwd=tmp_path)
         assert wrong.returncode == 2
         assert f"{kind} records are JSON objects" in wrong.stderr
-    state = botstate(
-        "set",
-        "bot.db",
-        "--kind",
-        "conversations",
-        "--key",
-        '["signup",[9,9]]',
-        "--json",
-        "{}",
-        cwd=tmp_path,
-    )
+    state = set_state("{}")
     assert state.returncode == 2
     assert "a conversation state is a number, text or another hashable value" in state.stderr
     again = botstate("delete", "bot.db", "--kind", "user_data", "--key", "5", cwd=tmp_path)
