@@ -156,13 +156,9 @@ def _same_stamp(source: Opened, destination: Opened) -> bool:
     """Whether two stores hold the same creation stamp: one store named two ways (a server's
     host written as a name and as an address, a default port left out), which an overwrite
     would empty."""
-    stamps = []
-    for opened in (source, destination):
-        if not isinstance(opened.store, RecordStore):
-            return False
-        stamps.append(opened.store.read_meta() or {})
-    created = stamps[0].get("created")
-    return created is not None and created == stamps[1].get("created")
+    # Both stamps were read when the stores were opened.
+    created = (source.meta or {}).get("created")
+    return created is not None and created == (destination.meta or {}).get("created")
 
 
 class _Run:

@@ -77,11 +77,13 @@ SELECT pg_advisory_xact_lock(hashtext(%(namespace)s), slot) FROM (
 
 # Two statements, each led by an index (the group index, the primary key): one statement
 # with an OR of both conditions scans the whole table, a cost that grows with every record.
-_PURGE_EXPIRED = (
-    "DELETE FROM {records} WHERE grp = ANY(%(groups)s::text[]) AND expires <= now()",
-    """DELETE FROM {records} AS r USING unnest(%(kinds)s::text[], %(keys)s::text[]) AS i(kind, key)
-    WHERE r.kind = i.kind AND r.key = i.key AND r.expires <= now()""",
+_PURGE_EXPIRED_GROUPS = (
+    "DELETE FROM {records} WHERE grp = ANY(%(groups)s::text[]) AND expires <= now()"
 )
+_PURGE_EXPIRED_KEYS = """
+DELETE FROM {records} AS r USING unnest(%(kinds)s::text[], %(keys)s::text[]) AS i(kind, key)
+WHERE r.kind = i.kind AND r.key = i.key AND r.expires <= now()
+"""
 
 # A stale base is a conflict, unless the write finds what it would leave: its own value (a lost
 # answer) or, for a delete, no record (stale_version in stores/base.py, in SQL).
@@ -404,8 +406,8 @@ class PostgresStore(ServerStore):
                 with connection.pipeline(), connection.transaction():
                     connection.execute(_LOCK, parameters)
                     if renewals:
-                        connection.execute(self._sql(_PURGE_EXPIRED[0]), parameters)
-                    connection.execute(self._sql(_PURGE_EXPIRED[1]), parameters)
+                        connection.execute(self._sql(_PURGE_EXPIRED_GROUPS), parameters)
+                    connection.execute(self._sql(_PURGE_EXPIRED_KEYS), parameters)
                     cursors = []
                     if deletes:
                         cursors.append(connection.execute(self._sql(_DELETE), deleted))

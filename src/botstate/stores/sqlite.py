@@ -62,22 +62,24 @@ Synchronous = Literal["NORMAL", "FULL"]
 
 _ROWS_PER_FETCH: Final = 1000
 
+# Records are often a kilobyte or more: a rowid table keeps them beside a small key index
+# (a WITHOUT ROWID table fits such rows badly in its pages).
+_RECORDS_TABLE = """CREATE TABLE IF NOT EXISTS botstate_records (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    version INTEGER NOT NULL,
+    updated REAL NOT NULL,
+    crc INTEGER,
+    PRIMARY KEY (kind, key)
+)"""
+
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS botstate_meta (
         name TEXT PRIMARY KEY,
         value TEXT NOT NULL
     ) WITHOUT ROWID""",
-    # Records are often a kilobyte or more: a rowid table keeps them beside a small key index
-    # (a WITHOUT ROWID table fits such rows badly in its pages).
-    """CREATE TABLE IF NOT EXISTS botstate_records (
-        kind TEXT NOT NULL,
-        key TEXT NOT NULL,
-        value BLOB NOT NULL,
-        version INTEGER NOT NULL,
-        updated REAL NOT NULL,
-        crc INTEGER,
-        PRIMARY KEY (kind, key)
-    )""",
+    _RECORDS_TABLE,
 )
 
 _UPSERT = """
@@ -202,9 +204,10 @@ class SQLiteStore(RecordStore):
 
     def _prepare_once(self, connection: sqlite3.Connection) -> dict[str, str]:
         # Look before changing anything: switching to WAL rewrites the file's header.
-        self._check_tables(connection)
+        tables = self._check_tables(connection)
         self._check_integrity(connection)
-        self._check_codec_stamp(connection)
+        if "botstate_meta" in tables:
+            self._check_codec_stamp(connection)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(f"PRAGMA synchronous={self.synchronous}")
         connection.execute("BEGIN IMMEDIATE")
@@ -260,7 +263,7 @@ class SQLiteStore(RecordStore):
             connection.create_function("botstate_crc", 3, _crc, deterministic=True)
             crc = "botstate_crc(kind, key, value)"
         connection.execute("ALTER TABLE botstate_records RENAME TO botstate_records_old")
-        connection.execute(_SCHEMA[1])
+        connection.execute(_RECORDS_TABLE)
         connection.execute(
             "INSERT INTO botstate_records (kind, key, value, version, updated, crc) "
             f"SELECT kind, key, value, version, updated, {crc} FROM botstate_records_old"
@@ -276,11 +279,6 @@ class SQLiteStore(RecordStore):
     def _check_codec_stamp(self, connection: sqlite3.Connection) -> None:
         """Refuse, before anything is written (an upgrade, the journal mode), a stamp that
         lost its codec: its records could not be read with certainty."""
-        exists = connection.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'botstate_meta'"
-        ).fetchone()
-        if exists is None:
-            return
         names = {name for (name,) in connection.execute("SELECT name FROM botstate_meta")}
         if names and "codec" not in names:
             raise CorruptDataError(
@@ -310,7 +308,7 @@ class SQLiteStore(RecordStore):
                 location=str(self.path),
             )
 
-    def _check_tables(self, connection: sqlite3.Connection) -> None:
+    def _check_tables(self, connection: sqlite3.Connection) -> set[str]:
         """Refuse a database that is not botstate's, or a botstate database missing a table.
 
         Adding fresh tables to such a file would start empty beside data botstate cannot see.
@@ -323,7 +321,7 @@ class SQLiteStore(RecordStore):
             if not name.startswith("sqlite_")
         }
         if not tables:
-            return  # A new (or empty) database.
+            return tables  # A new (or empty) database.
         ours = {"botstate_meta", "botstate_records"}
         if not tables & ours:
             raise CorruptDataError(
@@ -338,6 +336,7 @@ class SQLiteStore(RecordStore):
                 "botstate leaves the file as it is",
                 location=str(self.path),
             )
+        return tables
 
     def _check_integrity(self, connection: sqlite3.Connection) -> None:
         """Raise if the file is damaged.
